@@ -1,0 +1,354 @@
+"""Expectation-maximisation for Gaussian mixtures.
+
+The loop follows scikit-learn's ``GaussianMixture.fit`` exactly (the same
+initial parameters give the same iterates and the same lower bounds), but each
+iteration is one fused pass over the data (see :mod:`.kernels`):
+
+* E-step under the current parameters, giving the mean log-likelihood
+  (the "lower bound" of this iteration) and the sufficient statistics;
+* M-step from those statistics.
+
+The data are centred once (EM is translation-equivariant) so that the second
+moments accumulated from raw sums stay accurate; the means are shifted back at
+the end. Sample weights multiply every point's contribution, so integer weights
+fit the data with those rows repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_data, check_sample_weight
+from .covariance import (
+    COVARIANCE_TYPES,
+    SufficientStatistics,
+    estimate_covariances,
+    precisions_cholesky_from_covariances,
+    precisions_cholesky_from_precisions,
+)
+from .errors import (
+    CollapsedComponentError,
+    FitCancelled,
+    InvalidDataError,
+    InvalidParameterError,
+    NumericalError,
+)
+from .initialization import INIT_METHODS, initial_responsibilities
+from .kernels import ScoringKernel, accumulate_statistics, e_step_statistics, tied_second_moment
+from .mixture import MixtureParameters
+
+__all__ = ["FitConfig", "FitProgress", "FitResult", "fit_mixture"]
+
+_EPS = float(np.finfo(np.float64).eps)
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How to fit: scikit-learn's ``GaussianMixture`` parameters and defaults."""
+
+    n_components: int = 1
+    covariance_type: str = "full"
+    tol: float = 1e-3
+    reg_covar: float = 1e-6
+    max_iter: int = 100
+    n_init: int = 1
+    init_params: str = "kmeans"
+    random_state: int | None = None
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (isinstance(self.n_components, int | np.integer) and self.n_components >= 1):
+            problems.append(f"n_components must be an integer >= 1; got {self.n_components!r}")
+        if self.covariance_type not in COVARIANCE_TYPES:
+            problems.append(f"covariance_type must be one of {COVARIANCE_TYPES}")
+        if not self.tol >= 0:
+            problems.append("tol must be >= 0")
+        if not self.reg_covar >= 0:
+            problems.append("reg_covar must be >= 0")
+        if not (isinstance(self.max_iter, int | np.integer) and self.max_iter >= 1):
+            problems.append("max_iter must be an integer >= 1")
+        if not (isinstance(self.n_init, int | np.integer) and self.n_init >= 1):
+            problems.append("n_init must be an integer >= 1")
+        if self.init_params not in INIT_METHODS:
+            problems.append(f"init_params must be one of {INIT_METHODS}")
+        if self.dtype not in _DTYPES:
+            problems.append("dtype must be 'float64' or 'float32'")
+        if problems:
+            raise InvalidParameterError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """What the progress callback hears after every EM iteration."""
+
+    init: int
+    n_init: int
+    iteration: int
+    max_iter: int
+    lower_bound: float
+
+
+ProgressCallback = Callable[[FitProgress], Any]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The outcome of a fit: the best initialisation's parameters and history."""
+
+    parameters: MixtureParameters
+    converged: bool
+    n_iter: int
+    lower_bound: float
+    lower_bound_history: list[float] = field(default_factory=list)
+    n_samples: int = 0
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Initial parameters in centred coordinates."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    precisions_cholesky: np.ndarray
+    covariances: np.ndarray | None = None
+
+
+def _m_step(
+    stats: SufficientStatistics, config: FitConfig, tied_moment: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, means, covariances and precision factors from the statistics."""
+    nk = stats.resp_sum + 10.0 * _EPS
+    means = stats.weighted_x / nk[:, None]
+    if tied_moment is not None:
+        stats = SufficientStatistics(stats.resp_sum, stats.weighted_x, tied_moment)
+    covariances = estimate_covariances(
+        stats, nk, means, config.reg_covar, config.covariance_type
+    )
+    try:
+        precisions_cholesky = precisions_cholesky_from_covariances(
+            covariances, config.covariance_type
+        )
+    except CollapsedComponentError as exc:
+        raise CollapsedComponentError(exc.component, config.dtype == "float32") from None
+    return nk, means, covariances, precisions_cholesky
+
+
+def _check_start(
+    start: dict[str, Any], config: FitConfig, n_features: int
+) -> None:
+    k, d = config.n_components, n_features
+    shapes = {
+        "full": (k, d, d),
+        "tied": (d, d),
+        "diag": (k, d),
+        "spherical": (k,),
+    }
+    expected = {"weights": (k,), "means": (k, d), "precisions": shapes[config.covariance_type]}
+    for name, value in start.items():
+        if value is None:
+            continue
+        if np.shape(value) != expected[name]:
+            raise InvalidParameterError(
+                f"initial {name} must have shape {expected[name]}; got {np.shape(value)}"
+            )
+        if not np.all(np.isfinite(value)):
+            raise InvalidParameterError(f"initial {name} must be finite")
+    weights = start.get("weights")
+    if weights is not None and (np.any(np.asarray(weights) < 0) or not np.isclose(np.sum(weights), 1.0)):
+        raise InvalidParameterError("initial weights must be non-negative and sum to 1")
+
+
+def _initial_parameters(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    center: np.ndarray,
+    config: FitConfig,
+    rng: np.random.Generator,
+    tied_moment: np.ndarray | None,
+    weights_init: np.ndarray | None,
+    means_init: np.ndarray | None,
+    precisions_init: np.ndarray | None,
+) -> _Start:
+    weights = means = precisions_cholesky = None
+    if weights_init is None or means_init is None or precisions_init is None:
+        resp = initial_responsibilities(
+            X, config.n_components, config.init_params, sample_weight, rng
+        )
+        stats = accumulate_statistics(X, sample_weight, resp, config.covariance_type)
+        nk, means, _, precisions_cholesky = _m_step(stats, config, tied_moment)
+        total_weight = len(X) if sample_weight is None else float(sample_weight.sum())
+        weights = nk / total_weight
+    if weights_init is not None:
+        weights = np.asarray(weights_init, dtype=np.float64)
+    if means_init is not None:
+        means = np.asarray(means_init, dtype=np.float64) - center
+    if precisions_init is not None:
+        precisions_cholesky = precisions_cholesky_from_precisions(
+            precisions_init, config.covariance_type
+        )
+    return _Start(weights, means, precisions_cholesky)
+
+
+def fit_mixture(
+    X: object,
+    config: FitConfig | None = None,
+    *,
+    sample_weight: object = None,
+    weights_init: object = None,
+    means_init: object = None,
+    precisions_init: object = None,
+    warm_start: MixtureParameters | None = None,
+    callback: ProgressCallback | None = None,
+) -> FitResult:
+    """Fit a Gaussian mixture to ``X`` by EM.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    config : FitConfig
+        Defaults to ``FitConfig()``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weight of each sample.
+    weights_init : array-like of shape (n_components,), optional
+    means_init : array-like of shape (n_components, n_features), optional
+    precisions_init : array-like, optional
+        Shape by ``covariance_type``, as scikit-learn's ``precisions_init``.
+    warm_start : MixtureParameters, optional
+        Start from these parameters (a single initialisation).
+    callback : callable, optional
+        Called with a :class:`FitProgress` after every iteration; a truthy
+        return value stops the fit with :class:`FitCancelled`.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    InvalidDataError, InvalidParameterError, CollapsedComponentError,
+    NumericalError, FitCancelled
+    """
+    config = config or FitConfig()
+    dtype = _DTYPES[config.dtype]
+    original = X
+    X = check_data(X, dtype=dtype)
+    n_samples, n_features = X.shape
+    weights = check_sample_weight(sample_weight, n_samples)
+    n_effective = n_samples if weights is None else int(np.count_nonzero(weights))
+    if n_effective < config.n_components:
+        raise InvalidDataError(
+            f"n_components={config.n_components} needs at least as many samples "
+            f"(with positive weight); got {n_effective}"
+        )
+    if warm_start is not None:
+        if warm_start.covariance_type != config.covariance_type or warm_start.means.shape != (
+            config.n_components,
+            n_features,
+        ):
+            raise InvalidParameterError(
+                "warm_start parameters do not match this configuration and data width"
+            )
+        weights_init = warm_start.weights
+        means_init = warm_start.means
+        precisions_init = None
+    _check_start(
+        {"weights": weights_init, "means": means_init, "precisions": precisions_init},
+        config,
+        n_features,
+    )
+
+    center = np.average(X, axis=0, weights=weights).astype(np.float64)
+    # Centre a private copy: the caller's array is never written to, and when
+    # check_data already copied (a list, another dtype) that copy is reused.
+    if isinstance(original, np.ndarray) and np.shares_memory(X, original):
+        centred = X - center.astype(dtype)
+    else:
+        centred = X
+        centred -= center.astype(dtype)
+    del X
+    scale = float(np.max(np.abs(centred)))
+    if not np.isfinite(scale) or scale**2 * n_features > np.finfo(dtype).max / 16:
+        raise NumericalError(
+            f"the data's values are too large to fit in {config.dtype} (largest deviation "
+            f"from the mean: {scale:.3g}); scale the data"
+        )
+    tied_moment = (
+        tied_second_moment(centred, weights) if config.covariance_type == "tied" else None
+    )
+    rng = np.random.default_rng(config.random_state)
+    n_init = 1 if warm_start is not None else config.n_init
+
+    best: FitResult | None = None
+    for init in range(n_init):
+        if warm_start is not None:
+            start = _Start(
+                warm_start.weights, warm_start.means - center, warm_start.precisions_cholesky
+            )
+        else:
+            start = _initial_parameters(
+                centred, weights, center, config, rng, tied_moment,
+                weights_init, means_init, precisions_init,
+            )
+        result = _run_em(centred, weights, start, config, tied_moment, init, n_init, callback)
+        if best is None or result.lower_bound > best.lower_bound:
+            best = result
+    assert best is not None
+    p = best.parameters
+    shifted = MixtureParameters(
+        p.covariance_type, p.weights, p.means + center, p.covariances, p.precisions_cholesky
+    )
+    return FitResult(
+        shifted, best.converged, best.n_iter, best.lower_bound, best.lower_bound_history, n_samples
+    )
+
+
+def _run_em(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    start: _Start,
+    config: FitConfig,
+    tied_moment: np.ndarray | None,
+    init: int,
+    n_init: int,
+    callback: ProgressCallback | None,
+) -> FitResult:
+    """One initialisation's EM iterations, on centred data."""
+    total_weight = float(len(X) if sample_weight is None else sample_weight.sum())
+    weights, means, precisions_cholesky = start.weights, start.means, start.precisions_cholesky
+    covariances = None
+    lower_bound = -np.inf
+    history: list[float] = []
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, config.max_iter + 1):
+        previous = lower_bound
+        kernel = ScoringKernel.build(
+            weights, means, precisions_cholesky, config.covariance_type, X.dtype
+        )
+        stats = e_step_statistics(X, sample_weight, kernel)
+        lower_bound = stats.log_likelihood / total_weight
+        if not np.isfinite(lower_bound):
+            raise NumericalError(
+                "the log-likelihood is not finite: the data's scale overflows the "
+                f"computation in {config.dtype}; scale the data or use float64"
+            )
+        nk, means, covariances, precisions_cholesky = _m_step(stats, config, tied_moment)
+        weights = nk / nk.sum()
+        history.append(lower_bound)
+        if callback is not None and callback(
+            FitProgress(init, n_init, n_iter, config.max_iter, lower_bound)
+        ):
+            raise FitCancelled("the fit was asked to stop")
+        if abs(lower_bound - previous) < config.tol:
+            converged = True
+            break
+    parameters = MixtureParameters(
+        config.covariance_type, weights, means, covariances, precisions_cholesky
+    )
+    return FitResult(parameters, converged, n_iter, lower_bound, history, len(X))
