@@ -11,7 +11,7 @@ Usable on its own::
 from __future__ import annotations
 
 from .covariance import COVARIANCE_TYPES
-from .em import FitConfig, FitProgress, FitResult, fit_mixture
+from .em import FitConfig, FitProgress, FitResult, estimate_parameters, fit_mixture
 from .errors import (
     CollapsedComponentError,
     FitCancelled,
@@ -38,5 +38,6 @@ __all__ = [
     "InvalidParameterError",
     "MixtureParameters",
     "NumericalError",
+    "estimate_parameters",
     "fit_mixture",
 ]

@@ -58,8 +58,9 @@ class SufficientStatistics:
     second_moment : ndarray
         ``sum_n w_n r_nk x_n x_n^T`` of shape (n_components, n_features, n_features)
         for ``full``; ``sum_n w_n r_nk x_n**2`` of shape (n_components, n_features)
-        for ``diag`` and ``spherical``; ``sum_n w_n x_n x_n^T`` of shape
-        (n_features, n_features) for ``tied`` (it does not depend on r).
+        for ``diag``; ``sum_n w_n r_nk |x_n|^2`` of shape (n_components,) for
+        ``spherical``; ``sum_n w_n x_n x_n^T`` of shape (n_features, n_features)
+        for ``tied`` (it does not depend on r).
     log_likelihood : float
         ``sum_n w_n log p(x_n)`` under the parameters of the E-step that made
         the responsibilities (0 when the responsibilities were given).
@@ -82,32 +83,36 @@ class SufficientStatistics:
 # --- precision Cholesky factors ------------------------------------------------
 
 
-def _cholesky_of_inverse(covariance: np.ndarray, component: int | None) -> np.ndarray:
+def _cholesky_of_inverse(
+    covariance: np.ndarray, component: int | None, floor: float
+) -> np.ndarray:
     """Upper-triangular U with U U^T = inv(covariance), without inverting it."""
     try:
         cov_chol = linalg.cholesky(covariance, lower=True)
     except linalg.LinAlgError:
         raise CollapsedComponentError(component) from None
+    if np.min(np.diag(cov_chol)) ** 2 <= floor:
+        raise CollapsedComponentError(component)
     eye = np.eye(covariance.shape[0], dtype=covariance.dtype)
     return linalg.solve_triangular(cov_chol, eye, lower=True).T
 
 
-def _precisions_cholesky_full(covariances: np.ndarray) -> np.ndarray:
-    return np.stack([_cholesky_of_inverse(cov, k) for k, cov in enumerate(covariances)])
+def _precisions_cholesky_full(covariances: np.ndarray, floor: float) -> np.ndarray:
+    return np.stack([_cholesky_of_inverse(cov, k, floor) for k, cov in enumerate(covariances)])
 
 
-def _precisions_cholesky_tied(covariances: np.ndarray) -> np.ndarray:
-    return _cholesky_of_inverse(covariances, None)
+def _precisions_cholesky_tied(covariances: np.ndarray, floor: float) -> np.ndarray:
+    return _cholesky_of_inverse(covariances, None, floor)
 
 
-def _precisions_cholesky_elementwise(covariances: np.ndarray) -> np.ndarray:
-    bad = np.flatnonzero(np.any(np.reshape(covariances <= 0.0, (len(covariances), -1)), axis=1))
+def _precisions_cholesky_elementwise(covariances: np.ndarray, floor: float) -> np.ndarray:
+    bad = np.flatnonzero(np.any(np.reshape(covariances <= floor, (len(covariances), -1)), axis=1))
     if bad.size or not np.all(np.isfinite(covariances)):
         raise CollapsedComponentError(int(bad[0]) if bad.size else None)
     return 1.0 / np.sqrt(covariances)
 
 
-_PRECISIONS_CHOLESKY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+_PRECISIONS_CHOLESKY: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "full": _precisions_cholesky_full,
     "tied": _precisions_cholesky_tied,
     "diag": _precisions_cholesky_elementwise,
@@ -116,18 +121,24 @@ _PRECISIONS_CHOLESKY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def precisions_cholesky_from_covariances(
-    covariances: np.ndarray, covariance_type: str
+    covariances: np.ndarray, covariance_type: str, floor: float = 0.0
 ) -> np.ndarray:
     """Cholesky factors of the precision matrices, from the covariances.
+
+    Parameters
+    ----------
+    floor : float
+        Variances (Cholesky pivots squared) at or below this are rounding
+        noise, not spread: the component has collapsed.
 
     Raises
     ------
     CollapsedComponentError
-        If a covariance is not positive definite.
+        If a covariance is not positive definite above ``floor``.
     """
     if not np.all(np.isfinite(covariances)):
         raise CollapsedComponentError(None)
-    return _PRECISIONS_CHOLESKY[covariance_type](np.asarray(covariances, dtype=np.float64))
+    return _PRECISIONS_CHOLESKY[covariance_type](np.asarray(covariances, dtype=np.float64), floor)
 
 
 def precisions_cholesky_from_precisions(
@@ -233,7 +244,12 @@ def _estimate_diag(
 def _estimate_spherical(
     stats: SufficientStatistics, nk: np.ndarray, means: np.ndarray, reg_covar: float
 ) -> np.ndarray:
-    return _estimate_diag(stats, nk, means, reg_covar).mean(axis=1)
+    centred = (
+        stats.second_moment
+        - 2.0 * np.einsum("kd,kd->k", means, stats.weighted_x)
+        + stats.resp_sum * np.einsum("kd,kd->k", means, means)
+    )
+    return centred / (nk * means.shape[1]) + reg_covar
 
 
 _ESTIMATORS = {

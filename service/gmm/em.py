@@ -41,7 +41,7 @@ from .initialization import INIT_METHODS, initial_responsibilities
 from .kernels import ScoringKernel, accumulate_statistics, e_step_statistics, tied_second_moment
 from .mixture import MixtureParameters
 
-__all__ = ["FitConfig", "FitProgress", "FitResult", "fit_mixture"]
+__all__ = ["FitConfig", "FitProgress", "FitResult", "estimate_parameters", "fit_mixture"]
 
 _EPS = float(np.finfo(np.float64).eps)
 _DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -120,9 +120,16 @@ class _Start:
 
 
 def _m_step(
-    stats: SufficientStatistics, config: FitConfig, tied_moment: np.ndarray | None
+    stats: SufficientStatistics,
+    config: FitConfig,
+    tied_moment: np.ndarray | None,
+    noise_floor: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Weights, means, covariances and precision factors from the statistics."""
+    """Weights, means, covariances and precision factors from the statistics.
+
+    ``noise_floor`` is the rounding noise of a variance computed from raw second
+    moments of the centred data; a component with no spread above it collapsed.
+    """
     nk = stats.resp_sum + 10.0 * _EPS
     means = stats.weighted_x / nk[:, None]
     if tied_moment is not None:
@@ -132,11 +139,59 @@ def _m_step(
     )
     try:
         precisions_cholesky = precisions_cholesky_from_covariances(
-            covariances, config.covariance_type
+            covariances, config.covariance_type, noise_floor
         )
     except CollapsedComponentError as exc:
         raise CollapsedComponentError(exc.component, config.dtype == "float32") from None
     return nk, means, covariances, precisions_cholesky
+
+
+def _noise_floor(centred: np.ndarray) -> float:
+    """Rounding noise of a variance from raw float64 moments of ``centred``."""
+    return 16.0 * _EPS * float(np.max(np.abs(centred))) ** 2
+
+
+def estimate_parameters(
+    X: object,
+    responsibilities: object,
+    *,
+    covariance_type: str = "full",
+    reg_covar: float = 1e-6,
+    sample_weight: object = None,
+) -> MixtureParameters:
+    """One M-step: the mixture parameters that given responsibilities imply.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    responsibilities : array-like of shape (n_samples, n_components)
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    reg_covar : float
+        Added to the diagonal of each covariance.
+    sample_weight : array-like of shape (n_samples,), optional
+
+    Returns
+    -------
+    MixtureParameters
+    """
+    X = check_data(X, dtype=np.float64)
+    resp = np.asarray(responsibilities, dtype=np.float64)
+    if resp.ndim != 2 or resp.shape[0] != X.shape[0]:
+        raise InvalidParameterError("responsibilities must have shape (n_samples, n_components)")
+    weights = check_sample_weight(sample_weight, len(X))
+    config = FitConfig(
+        n_components=resp.shape[1], covariance_type=covariance_type, reg_covar=reg_covar
+    )
+    center = np.average(X, axis=0, weights=weights)
+    centred = X - center
+    tied = tied_second_moment(centred, weights) if covariance_type == "tied" else None
+    stats = accumulate_statistics(centred, weights, resp, covariance_type)
+    nk, means, covariances, precisions_cholesky = _m_step(
+        stats, config, tied, _noise_floor(centred)
+    )
+    return MixtureParameters(
+        covariance_type, nk / nk.sum(), means + center, covariances, precisions_cholesky
+    )
 
 
 def _check_start(
@@ -171,6 +226,7 @@ def _initial_parameters(
     config: FitConfig,
     rng: np.random.Generator,
     tied_moment: np.ndarray | None,
+    noise_floor: float,
     weights_init: np.ndarray | None,
     means_init: np.ndarray | None,
     precisions_init: np.ndarray | None,
@@ -181,7 +237,7 @@ def _initial_parameters(
             X, config.n_components, config.init_params, sample_weight, rng
         )
         stats = accumulate_statistics(X, sample_weight, resp, config.covariance_type)
-        nk, means, _, precisions_cholesky = _m_step(stats, config, tied_moment)
+        nk, means, _, precisions_cholesky = _m_step(stats, config, tied_moment, noise_floor)
         total_weight = len(X) if sample_weight is None else float(sample_weight.sum())
         weights = nk / total_weight
     if weights_init is not None:
@@ -273,7 +329,7 @@ def fit_mixture(
         centred -= center.astype(dtype)
     del X
     scale = float(np.max(np.abs(centred)))
-    if not np.isfinite(scale) or scale**2 * n_features > np.finfo(dtype).max / 16:
+    if not np.isfinite(scale) or scale > np.sqrt(np.finfo(dtype).max / (16.0 * n_features)):
         raise NumericalError(
             f"the data's values are too large to fit in {config.dtype} (largest deviation "
             f"from the mean: {scale:.3g}); scale the data"
@@ -281,6 +337,7 @@ def fit_mixture(
     tied_moment = (
         tied_second_moment(centred, weights) if config.covariance_type == "tied" else None
     )
+    noise_floor = _noise_floor(centred)
     rng = np.random.default_rng(config.random_state)
     n_init = 1 if warm_start is not None else config.n_init
 
@@ -292,10 +349,12 @@ def fit_mixture(
             )
         else:
             start = _initial_parameters(
-                centred, weights, center, config, rng, tied_moment,
+                centred, weights, center, config, rng, tied_moment, noise_floor,
                 weights_init, means_init, precisions_init,
             )
-        result = _run_em(centred, weights, start, config, tied_moment, init, n_init, callback)
+        result = _run_em(
+            centred, weights, start, config, tied_moment, noise_floor, init, n_init, callback
+        )
         if best is None or result.lower_bound > best.lower_bound:
             best = result
     assert best is not None
@@ -314,6 +373,7 @@ def _run_em(
     start: _Start,
     config: FitConfig,
     tied_moment: np.ndarray | None,
+    noise_floor: float,
     init: int,
     n_init: int,
     callback: ProgressCallback | None,
@@ -338,7 +398,9 @@ def _run_em(
                 "the log-likelihood is not finite: the data's scale overflows the "
                 f"computation in {config.dtype}; scale the data or use float64"
             )
-        nk, means, covariances, precisions_cholesky = _m_step(stats, config, tied_moment)
+        nk, means, covariances, precisions_cholesky = _m_step(
+            stats, config, tied_moment, noise_floor
+        )
         weights = nk / nk.sum()
         history.append(lower_bound)
         if callback is not None and callback(

@@ -2,17 +2,20 @@
 
 One pass over the data does, for each chunk of rows:
 
-1. the weighted log-probabilities ``log pi_k + log N(x_n | k)`` of every
-   component at once, with one matrix product against the stacked precision
-   Cholesky factors (or, for ``diag``/``spherical``, against the stacked
-   precisions);
-2. log-sum-exp over the components, giving each point's log-likelihood and its
+1. the chunk's per-row features (for ``full``, the quadratic terms
+   ``x_i x_j`` and ``x``), computed once;
+2. the weighted log-probabilities ``log pi_k + log N(x_n | k)`` of every
+   component at once: one matrix product of the features against the
+   coefficients built from the precision matrices;
+3. log-sum-exp over the components, giving each point's log-likelihood and its
    responsibilities;
-3. the sufficient statistics the M-step needs (``N_k``, ``sum r x`` and the
-   second moments), accumulated in float64.
+4. the sufficient statistics the M-step needs (``N_k``, ``sum r x`` and the
+   second moments): one matrix product of the features' transpose against
+   the responsibilities, accumulated in float64.
 
-Temporaries are chunk-sized (``chunk x n_components x n_features`` at most),
-never ``n_samples x n_components x n_features``. Chunks are split over
+Temporaries are chunk-sized (``chunk x D(D+1)/2`` at most), never
+``n_samples x n_components x n_features``. The quadratic form is expanded, so
+the fit centres the data first to keep it accurate. Chunks are split over
 threads; BLAS is held to one thread per Python thread, which on a small machine
 is both faster and far steadier than letting BLAS spawn its own threads.
 The split and the reduction are in a fixed order, so results are bit-identical
@@ -51,37 +54,62 @@ _N_THREADS = max(1, min(4, os.cpu_count() or 1))
 T = TypeVar("T")
 
 
+def _n_quadratic(n_features: int) -> int:
+    return n_features * (n_features + 1) // 2
+
+
+def _pair_coefficients(matrices: np.ndarray) -> np.ndarray:
+    """Upper-triangle entries of symmetric matrices, off-diagonals doubled.
+
+    Parameters
+    ----------
+    matrices : ndarray of shape (n_components, n_features, n_features)
+
+    Returns
+    -------
+    coefficients : ndarray of shape (n_features * (n_features + 1) / 2, n_components)
+        So that ``pairs(x) @ coefficients[:, k] = x^T M_k x``.
+    """
+    n_features = matrices.shape[1]
+    rows, cols = np.triu_indices(n_features)
+    scale = np.where(rows == cols, 1.0, 2.0)
+    return (matrices[:, rows, cols] * scale).T
+
+
 @dataclass(frozen=True)
 class ScoringKernel:
-    """Parameters laid out for the batched E-step.
+    """Parameters laid out as one matrix against per-row features.
 
-    Built once per set of parameters; the matrices are in the compute dtype.
+    For every covariance type the weighted log-probabilities of a chunk are
+    ``features(x) @ coefficients + constant`` (plus, for ``tied``, the shared
+    term ``-0.5 * |x U|^2``), and the sufficient statistics are
+    ``features(x)^T @ responsibilities``: one matrix product each way.
+
+    ============  ==========================================================
+    type          features(x)
+    ============  ==========================================================
+    full          ``[x_i x_j for i <= j, x]``   (D(D+1)/2 + D columns)
+    tied          ``x``
+    diag          ``[x**2, x]``
+    spherical     ``[|x|^2, x]``
+    ============  ==========================================================
 
     Attributes
     ----------
-    covariance_type : str
-    dtype : numpy dtype
-        Compute dtype of the matrix products (float64 or float32).
+    coefficients : ndarray of shape (n_feature_columns, n_components)
     constant : ndarray of shape (n_components,)
-        ``log pi_k - 0.5 * D * log(2 pi) + log det U_k``.
-    matrix : ndarray
-        ``full``: stacked factors, shape (n_features, n_components * n_features);
-        ``tied``: the factor, shape (n_features, n_features);
-        ``diag``: precisions, shape (n_features, n_components);
-        ``spherical``: precisions, shape (n_components,).
-    offset : ndarray
-        ``full``: ``mu_k U_k`` stacked, shape (n_components * n_features,);
-        ``tied``: ``mu_k U``, shape (n_components, n_features);
-        ``diag``/``spherical``: ``-2 * mu_k * precision_k``, shape (n_features, n_components),
-        and the squared-mean term is folded into ``constant``.
+        ``log pi_k - 0.5 D log(2 pi) + log det U_k - 0.5 mu_k^T P_k mu_k``.
+    tied_factor : ndarray of shape (n_features, n_features) or None
+        ``U`` for ``tied``.
     """
 
     covariance_type: str
     dtype: np.dtype
     n_components: int
+    n_features: int
+    coefficients: np.ndarray
     constant: np.ndarray
-    matrix: np.ndarray
-    offset: np.ndarray
+    tied_factor: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -101,69 +129,90 @@ class ScoringKernel:
         precisions_cholesky : ndarray, shape by ``covariance_type``
         """
         n_components, n_features = means.shape
-        dtype = np.dtype(dtype)
         log_det = log_det_cholesky(precisions_cholesky, covariance_type, n_features)
         with np.errstate(divide="ignore"):
             constant = np.log(weights) - 0.5 * n_features * _LOG_2PI + log_det
+        tied_factor = None
         if covariance_type == "full":
-            matrix = np.concatenate(list(precisions_cholesky), axis=1)
-            offset = np.einsum("kd,kde->ke", means, precisions_cholesky).reshape(-1)
+            precisions = precisions_cholesky @ np.transpose(precisions_cholesky, (0, 2, 1))
+            linear = np.einsum("kde,ke->kd", precisions, means)
+            quadratic = -0.5 * _pair_coefficients(precisions)
+            coefficients = np.vstack([quadratic, linear.T])
+            constant = constant - 0.5 * np.einsum("kd,kd->k", linear, means)
         elif covariance_type == "tied":
-            matrix = precisions_cholesky
-            offset = means @ precisions_cholesky
+            precision = precisions_cholesky @ precisions_cholesky.T
+            linear = means @ precision
+            coefficients = linear.T
+            constant = constant - 0.5 * np.einsum("kd,kd->k", linear, means)
+            tied_factor = precisions_cholesky
         elif covariance_type == "diag":
             precisions = precisions_cholesky**2
+            coefficients = np.vstack([-0.5 * precisions.T, (means * precisions).T])
             constant = constant - 0.5 * np.sum(means**2 * precisions, axis=1)
-            matrix = precisions.T
-            offset = (-2.0 * means * precisions).T
         else:
             precisions = precisions_cholesky**2
+            coefficients = np.vstack([-0.5 * precisions, (means * precisions[:, None]).T])
             constant = constant - 0.5 * np.sum(means**2, axis=1) * precisions
-            matrix = precisions
-            offset = (-2.0 * means * precisions[:, None]).T
+        dtype = np.dtype(dtype)
         return cls(
             covariance_type=covariance_type,
             dtype=dtype,
             n_components=n_components,
+            n_features=n_features,
+            coefficients=np.ascontiguousarray(coefficients, dtype=dtype),
             constant=np.ascontiguousarray(constant, dtype=dtype),
-            matrix=np.ascontiguousarray(matrix, dtype=dtype),
-            offset=np.ascontiguousarray(offset, dtype=dtype),
+            tied_factor=None if tied_factor is None else tied_factor.astype(dtype),
         )
 
 
-# --- per-chunk kernels ---------------------------------------------------------
+# --- per-row features ------------------------------------------------------------
+#
+# A chunk is held transposed, features x rows, so that building the features
+# and the K-way log-sum-exp are operations on long contiguous rows.
 
 
-def _mahalanobis_full(x: np.ndarray, kernel: ScoringKernel) -> np.ndarray:
-    y = x @ kernel.matrix
-    y -= kernel.offset
-    np.square(y, out=y)
-    return y.reshape(len(x), kernel.n_components, -1).sum(axis=2)
+def _features_full(xt: np.ndarray) -> np.ndarray:
+    n_features, n_rows = xt.shape
+    n_pairs = _n_quadratic(n_features)
+    features = np.empty((n_pairs + n_features, n_rows), dtype=xt.dtype)
+    offset = 0
+    for i in range(n_features):
+        width = n_features - i
+        np.multiply(xt[i], xt[i:], out=features[offset : offset + width])
+        offset += width
+    features[n_pairs:] = xt
+    return features
 
 
-def _mahalanobis_tied(x: np.ndarray, kernel: ScoringKernel) -> np.ndarray:
-    y = x @ kernel.matrix
-    diff = y[:, None, :] - kernel.offset[None, :, :]
-    np.square(diff, out=diff)
-    return diff.sum(axis=2)
+def _features_tied(xt: np.ndarray) -> np.ndarray:
+    return xt
 
 
-def _mahalanobis_diag(x: np.ndarray, kernel: ScoringKernel) -> np.ndarray:
-    # The ||mu||^2 term lives in the constant.
-    return (x * x) @ kernel.matrix + x @ kernel.offset
+def _features_diag(xt: np.ndarray) -> np.ndarray:
+    return np.vstack([xt * xt, xt])
 
 
-def _mahalanobis_spherical(x: np.ndarray, kernel: ScoringKernel) -> np.ndarray:
-    squared_norms = np.einsum("nd,nd->n", x, x)
-    return squared_norms[:, None] * kernel.matrix + x @ kernel.offset
+def _features_spherical(xt: np.ndarray) -> np.ndarray:
+    return np.vstack([np.einsum("dn,dn->n", xt, xt)[None, :], xt])
 
 
-_MAHALANOBIS = {
-    "full": _mahalanobis_full,
-    "tied": _mahalanobis_tied,
-    "diag": _mahalanobis_diag,
-    "spherical": _mahalanobis_spherical,
+_FEATURES = {
+    "full": _features_full,
+    "tied": _features_tied,
+    "diag": _features_diag,
+    "spherical": _features_spherical,
 }
+
+
+def _log_prob_from_features(
+    xt: np.ndarray, features: np.ndarray, kernel: ScoringKernel
+) -> np.ndarray:
+    log_prob = kernel.coefficients.T @ features
+    log_prob += kernel.constant[:, None]
+    if kernel.tied_factor is not None:
+        y = kernel.tied_factor.T @ xt
+        log_prob -= 0.5 * np.einsum("dn,dn->n", y, y)[None, :]
+    return log_prob
 
 
 def weighted_log_prob(x: np.ndarray, kernel: ScoringKernel) -> np.ndarray:
@@ -175,12 +224,11 @@ def weighted_log_prob(x: np.ndarray, kernel: ScoringKernel) -> np.ndarray:
 
     Returns
     -------
-    log_prob : ndarray of shape (n_rows, n_components)
+    log_prob : ndarray of shape (n_components, n_rows)
+        Transposed: one row per component.
     """
-    log_prob = _MAHALANOBIS[kernel.covariance_type](x, kernel)
-    log_prob *= -0.5
-    log_prob += kernel.constant
-    return log_prob
+    xt = np.ascontiguousarray(x.T)
+    return _log_prob_from_features(xt, _FEATURES[kernel.covariance_type](xt), kernel)
 
 
 def log_resp_normalize(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,72 +236,67 @@ def log_resp_normalize(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Parameters
     ----------
-    log_prob : ndarray of shape (n_rows, n_components)
+    log_prob : ndarray of shape (n_components, n_rows)
         Weighted log-probabilities; overwritten with the responsibilities.
 
     Returns
     -------
     log_norm : ndarray of shape (n_rows,)
         ``log p(x_n)``.
-    responsibilities : ndarray of shape (n_rows, n_components)
+    responsibilities : ndarray of shape (n_components, n_rows)
         The same buffer as ``log_prob``.
     """
-    peak = log_prob.max(axis=1, keepdims=True)
+    peak = log_prob.max(axis=0)
     peak[~np.isfinite(peak)] = 0.0
     log_prob -= peak
     np.exp(log_prob, out=log_prob)
-    total = log_prob.sum(axis=1, keepdims=True)
+    total = log_prob.sum(axis=0)
     log_prob /= total
-    log_norm = np.log(total[:, 0]) + peak[:, 0]
+    log_norm = np.log(total)
+    log_norm += peak
     return log_norm, log_prob
 
 
 # --- sufficient statistics -------------------------------------------------------
 
 
-def _second_moment_full(x: np.ndarray, weighted_resp: np.ndarray) -> np.ndarray:
-    n_rows, n_features = x.shape
-    n_components = weighted_resp.shape[1]
-    scaled = (weighted_resp[:, :, None] * x[:, None, :]).reshape(n_rows, -1)
-    stacked = x.T @ scaled  # (n_features, n_components * n_features)
-    return stacked.reshape(n_features, n_components, n_features).transpose(1, 0, 2)
-
-
-def _second_moment_diag(x: np.ndarray, weighted_resp: np.ndarray) -> np.ndarray:
-    return weighted_resp.T @ (x * x)
-
-
-def _second_moment_tied(x: np.ndarray, weighted_resp: np.ndarray) -> np.ndarray:
-    # Tied covariances need sum w x x^T, which does not depend on r; the fit
-    # computes it once (see tied_second_moment) and this contributes nothing.
-    return np.zeros((x.shape[1], x.shape[1]))
-
-
-_SECOND_MOMENT = {
-    "full": _second_moment_full,
-    "tied": _second_moment_tied,
-    "diag": _second_moment_diag,
-    "spherical": _second_moment_diag,
-}
-
-
-def _chunk_statistics(
-    x: np.ndarray, weighted_resp: np.ndarray, covariance_type: str, log_likelihood: float
+def _statistics_from_features(
+    features: np.ndarray,
+    weighted_resp: np.ndarray,
+    covariance_type: str,
+    n_features: int,
+    log_likelihood: float,
 ) -> SufficientStatistics:
-    return SufficientStatistics(
-        resp_sum=weighted_resp.sum(axis=0, dtype=np.float64),
-        weighted_x=(weighted_resp.T @ x).astype(np.float64),
-        second_moment=_SECOND_MOMENT[covariance_type](x, weighted_resp).astype(np.float64),
-        log_likelihood=log_likelihood,
-    )
+    """Unpack ``features @ responsibilities^T`` into the M-step's statistics.
+
+    ``features`` is (n_feature_columns, n_rows), ``weighted_resp`` is
+    (n_components, n_rows).
+    """
+    weighted_resp = weighted_resp.astype(np.float64, copy=False)
+    moments = features @ weighted_resp.T
+    resp_sum = weighted_resp.sum(axis=1)
+    weighted_x = moments[-n_features:].T
+    n_components = weighted_resp.shape[0]
+    if covariance_type == "full":
+        rows, cols = np.triu_indices(n_features)
+        second = np.empty((n_components, n_features, n_features))
+        second[:, rows, cols] = moments[: len(rows)].T
+        second[:, cols, rows] = moments[: len(rows)].T
+    elif covariance_type == "diag":
+        second = moments[:n_features].T
+    elif covariance_type == "spherical":
+        second = moments[0]
+    else:  # tied: sum w x x^T does not depend on r; the fit computes it once
+        second = np.zeros((n_features, n_features))
+    return SufficientStatistics(resp_sum, weighted_x, second, log_likelihood)
 
 
 # --- chunking and threads ------------------------------------------------------
 
 
 def chunk_rows(n_features: int, n_components: int) -> int:
-    """Rows per chunk so that the widest chunk temporary stays about cache-sized."""
-    width = max(1, n_components * (n_features + 1))
+    """Rows per chunk so that the chunk's features and responsibilities stay cache-sized."""
+    width = _n_quadratic(n_features) + n_features + 2 * n_components
     return int(min(_MAX_CHUNK, max(_MIN_CHUNK, _CHUNK_BYTES // (8 * width))))
 
 
@@ -302,16 +345,25 @@ def e_step_statistics(
     n_samples, n_features = X.shape
     rows = chunk_rows(n_features, kernel.n_components)
 
+    to_features = _FEATURES[kernel.covariance_type]
+
     def one_chunk(rows_slice: slice) -> SufficientStatistics:
-        x = X[rows_slice]
-        log_norm, resp = log_resp_normalize(weighted_log_prob(x, kernel))
+        xt = np.ascontiguousarray(X[rows_slice].T)
+        # The statistics are always accumulated in float64 (raw second moments
+        # lose digits to cancellation in the M-step); with float32 data only the
+        # E-step's matrix product runs in float32.
+        features = to_features(xt.astype(np.float64, copy=False))
+        e_features = features.astype(kernel.dtype, copy=False)
+        log_norm, resp = log_resp_normalize(_log_prob_from_features(xt, e_features, kernel))
         if sample_weight is None:
             log_likelihood = float(np.sum(log_norm, dtype=np.float64))
         else:
             w = sample_weight[rows_slice]
-            log_likelihood = float(np.dot(w.astype(np.float64), log_norm.astype(np.float64)))
-            resp *= w[:, None].astype(resp.dtype)
-        return _chunk_statistics(x, resp, kernel.covariance_type, log_likelihood)
+            log_likelihood = float(np.dot(w, log_norm.astype(np.float64)))
+            resp *= w.astype(resp.dtype)
+        return _statistics_from_features(
+            features, resp, kernel.covariance_type, n_features, log_likelihood
+        )
 
     return _reduce(map_chunks(one_chunk, n_samples, rows))
 
@@ -334,10 +386,12 @@ def accumulate_statistics(
     rows = chunk_rows(n_features, responsibilities.shape[1])
 
     def one_chunk(rows_slice: slice) -> SufficientStatistics:
-        resp = responsibilities[rows_slice].astype(X.dtype)
+        resp = responsibilities[rows_slice].T.astype(np.float64)
         if sample_weight is not None:
-            resp = resp * sample_weight[rows_slice, None].astype(X.dtype)
-        return _chunk_statistics(X[rows_slice], resp, covariance_type, 0.0)
+            resp = resp * sample_weight[rows_slice]
+        xt = np.ascontiguousarray(X[rows_slice].T, dtype=np.float64)
+        features = _FEATURES[covariance_type](xt)
+        return _statistics_from_features(features, resp, covariance_type, n_features, 0.0)
 
     return _reduce(map_chunks(one_chunk, n_samples, rows))
 

@@ -173,16 +173,16 @@ class MixtureParameters:
         -------
         responsibilities : ndarray of shape (n_samples, n_components)
         """
-        return np.concatenate(self._map_rows(X, lambda lp: log_resp_normalize(lp)[1]))
+        return np.concatenate(self._map_rows(X, lambda lp: log_resp_normalize(lp)[1].T))
 
     def predict(self, X: object) -> np.ndarray:
         """Most probable component of each sample, shape (n_samples,)."""
-        return np.concatenate(self._map_rows(X, lambda lp: lp.argmax(axis=1)))
+        return np.concatenate(self._map_rows(X, lambda lp: lp.argmax(axis=0)))
 
     def predict_with_proba(self, X: object) -> tuple[np.ndarray, np.ndarray]:
         """Labels and responsibilities from one pass."""
         parts = self._map_rows(
-            X, lambda lp: (lp.argmax(axis=1), log_resp_normalize(lp)[1])
+            X, lambda lp: (lp.argmax(axis=0), log_resp_normalize(lp)[1].T)
         )
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
