@@ -38,8 +38,10 @@ def check_data(
         raise InvalidDataError(
             f"data has {array.shape[1]} features but the model was fitted with {n_features}"
         )
-    target = dtype if dtype is not None else (
-        array.dtype if array.dtype in (np.float32, np.float64) else np.float64
+    target = (
+        dtype
+        if dtype is not None
+        else (array.dtype if array.dtype in (np.float32, np.float64) else np.float64)
     )
     array = np.ascontiguousarray(array, dtype=target)
     if not np.all(np.isfinite(array)):

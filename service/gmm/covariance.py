@@ -83,9 +83,7 @@ class SufficientStatistics:
 # --- precision Cholesky factors ------------------------------------------------
 
 
-def _cholesky_of_inverse(
-    covariance: np.ndarray, component: int | None, floor: float
-) -> np.ndarray:
+def _cholesky_of_inverse(covariance: np.ndarray, component: int | None, floor: float) -> np.ndarray:
     """Upper-triangular U with U U^T = inv(covariance), without inverting it."""
     try:
         cov_chol = linalg.cholesky(covariance, lower=True)
@@ -141,9 +139,7 @@ def precisions_cholesky_from_covariances(
     return _PRECISIONS_CHOLESKY[covariance_type](np.asarray(covariances, dtype=np.float64), floor)
 
 
-def precisions_cholesky_from_precisions(
-    precisions: np.ndarray, covariance_type: str
-) -> np.ndarray:
+def precisions_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
     """Cholesky factors from user-given precision matrices (``precisions_init``)."""
     precisions = np.asarray(precisions, dtype=np.float64)
     try:
@@ -237,7 +233,9 @@ def _estimate_tied(
 def _estimate_diag(
     stats: SufficientStatistics, nk: np.ndarray, means: np.ndarray, reg_covar: float
 ) -> np.ndarray:
-    centred = stats.second_moment - 2.0 * means * stats.weighted_x + stats.resp_sum[:, None] * means**2
+    centred = (
+        stats.second_moment - 2.0 * means * stats.weighted_x + stats.resp_sum[:, None] * means**2
+    )
     return centred / nk[:, None] + reg_covar
 
 

@@ -134,9 +134,7 @@ def _m_step(
     means = stats.weighted_x / nk[:, None]
     if tied_moment is not None:
         stats = SufficientStatistics(stats.resp_sum, stats.weighted_x, tied_moment)
-    covariances = estimate_covariances(
-        stats, nk, means, config.reg_covar, config.covariance_type
-    )
+    covariances = estimate_covariances(stats, nk, means, config.reg_covar, config.covariance_type)
     try:
         precisions_cholesky = precisions_cholesky_from_covariances(
             covariances, config.covariance_type, noise_floor
@@ -194,9 +192,7 @@ def estimate_parameters(
     )
 
 
-def _check_start(
-    start: dict[str, Any], config: FitConfig, n_features: int
-) -> None:
+def _check_start(start: dict[str, Any], config: FitConfig, n_features: int) -> None:
     k, d = config.n_components, n_features
     shapes = {
         "full": (k, d, d),
@@ -215,7 +211,9 @@ def _check_start(
         if not np.all(np.isfinite(value)):
             raise InvalidParameterError(f"initial {name} must be finite")
     weights = start.get("weights")
-    if weights is not None and (np.any(np.asarray(weights) < 0) or not np.isclose(np.sum(weights), 1.0)):
+    if weights is not None and (
+        np.any(np.asarray(weights) < 0) or not np.isclose(np.sum(weights), 1.0)
+    ):
         raise InvalidParameterError("initial weights must be non-negative and sum to 1")
 
 
@@ -334,9 +332,7 @@ def fit_mixture(
             f"the data's values are too large to fit in {config.dtype} (largest deviation "
             f"from the mean: {scale:.3g}); scale the data"
         )
-    tied_moment = (
-        tied_second_moment(centred, weights) if config.covariance_type == "tied" else None
-    )
+    tied_moment = tied_second_moment(centred, weights) if config.covariance_type == "tied" else None
     noise_floor = _noise_floor(centred)
     rng = np.random.default_rng(config.random_state)
     n_init = 1 if warm_start is not None else config.n_init
@@ -349,8 +345,16 @@ def fit_mixture(
             )
         else:
             start = _initial_parameters(
-                centred, weights, center, config, rng, tied_moment, noise_floor,
-                weights_init, means_init, precisions_init,
+                centred,
+                weights,
+                center,
+                config,
+                rng,
+                tied_moment,
+                noise_floor,
+                weights_init,
+                means_init,
+                precisions_init,
             )
         result = _run_em(
             centred, weights, start, config, tied_moment, noise_floor, init, n_init, callback

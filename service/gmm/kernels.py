@@ -304,9 +304,7 @@ def _chunk_slices(n_samples: int, rows: int) -> list[slice]:
     return [slice(start, min(start + rows, n_samples)) for start in range(0, n_samples, rows)]
 
 
-def map_chunks(
-    function: Callable[[slice], T], n_samples: int, rows: int
-) -> Iterator[T]:
+def map_chunks(function: Callable[[slice], T], n_samples: int, rows: int) -> Iterator[T]:
     """Apply ``function`` to each row slice, in threads, yielding in slice order."""
     slices = _chunk_slices(n_samples, rows)
     n_threads = min(_N_THREADS, len(slices))

@@ -181,9 +181,7 @@ class MixtureParameters:
 
     def predict_with_proba(self, X: object) -> tuple[np.ndarray, np.ndarray]:
         """Labels and responsibilities from one pass."""
-        parts = self._map_rows(
-            X, lambda lp: (lp.argmax(axis=0), log_resp_normalize(lp)[1].T)
-        )
+        parts = self._map_rows(X, lambda lp: (lp.argmax(axis=0), log_resp_normalize(lp)[1].T))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     # --- model selection ----------------------------------------------------------
@@ -258,9 +256,7 @@ class MixtureParameters:
     def from_bytes(cls, blob: bytes) -> MixtureParameters:
         """Inverse of :meth:`to_bytes`."""
         with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-            return cls(
-                str(arrays["covariance_type"]), *(arrays[name] for name in _ARRAY_FIELDS)
-            )
+            return cls(str(arrays["covariance_type"]), *(arrays[name] for name in _ARRAY_FIELDS))
 
     def to_dict(self) -> dict[str, object]:
         """Plain lists, for JSON."""

@@ -8,7 +8,9 @@ import pytest
 from service.gmm import MixtureParameters, estimate_parameters
 
 
-def make_blobs(seed: int, n_samples: int, n_features: int, n_centers: int, spread: float) -> np.ndarray:
+def make_blobs(
+    seed: int, n_samples: int, n_features: int, n_centers: int, spread: float
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=spread, size=(n_centers, n_features))
     labels = rng.integers(n_centers, size=n_samples)
@@ -35,7 +37,9 @@ def precisions_of(parameters: MixtureParameters) -> np.ndarray:
     return u**2
 
 
-def random_start(X: np.ndarray, n_components: int, covariance_type: str, seed: int = 0) -> MixtureParameters:
+def random_start(
+    X: np.ndarray, n_components: int, covariance_type: str, seed: int = 0
+) -> MixtureParameters:
     """A soft random start: the M-step of random responsibilities."""
     rng = np.random.default_rng(seed)
     resp = rng.uniform(size=(len(X), n_components)) ** 4

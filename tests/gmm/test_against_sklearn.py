@@ -51,7 +51,7 @@ def test_fit_matches_sklearn_parameters_and_lower_bound(dataset, covariance_type
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_scoring_a_given_mixture_matches_sklearn(dataset, covariance_type):
-    reference, ours = _fit_both(dataset, covariance_type)
+    reference, _ = _fit_both(dataset, covariance_type)
     given = MixtureParameters(
         covariance_type,
         reference.weights_,

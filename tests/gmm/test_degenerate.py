@@ -56,8 +56,15 @@ def test_component_collapsing_onto_one_point_explains_and_suggests_reg_covar(cov
     config = FitConfig(2, covariance_type, reg_covar=0.0, init_params="random_from_data")
     means_init = np.array([[50.0, 50.0], [0.0, 0.0]])
     with pytest.raises(CollapsedComponentError, match="reg_covar") as caught:
-        fit_mixture(X, config, means_init=means_init, weights_init=[0.5, 0.5],
-                    precisions_init=np.array([np.eye(2)] * 2) if covariance_type == "full" else (np.ones((2, 2)) if covariance_type == "diag" else np.ones(2)))
+        fit_mixture(
+            X,
+            config,
+            means_init=means_init,
+            weights_init=[0.5, 0.5],
+            precisions_init=np.array([np.eye(2)] * 2)
+            if covariance_type == "full"
+            else (np.ones((2, 2)) if covariance_type == "diag" else np.ones(2)),
+        )
     assert caught.value.component == 0
 
 
@@ -75,8 +82,16 @@ def test_large_but_representable_values_fit():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("n_components", 0), ("covariance_type", "banana"), ("tol", -1.0), ("reg_covar", -1e-3),
-     ("max_iter", 0), ("n_init", 0), ("init_params", "magic"), ("dtype", "float16")],
+    [
+        ("n_components", 0),
+        ("covariance_type", "banana"),
+        ("tol", -1.0),
+        ("reg_covar", -1e-3),
+        ("max_iter", 0),
+        ("n_init", 0),
+        ("init_params", "magic"),
+        ("dtype", "float16"),
+    ],
 )
 def test_out_of_range_config_is_an_invalid_parameter(field, value):
     with pytest.raises(InvalidParameterError, match=field):

@@ -24,14 +24,19 @@ def test_integer_sample_weights_fit_like_repeated_rows(covariance_type):
     X = make_blobs(5, 120, 3, 3, spread=4.0)
     counts = np.random.default_rng(0).integers(0, 4, size=len(X))
     start = random_start(X, 3, covariance_type)
-    init = dict(weights_init=start.weights, means_init=start.means, precisions_init=precisions_of(start))
+    init = dict(
+        weights_init=start.weights, means_init=start.means, precisions_init=precisions_of(start)
+    )
     config = FitConfig(3, covariance_type, max_iter=15, tol=0.0)
     weighted = fit_mixture(X, config, sample_weight=counts, **init)
     repeated = fit_mixture(np.repeat(X, counts, axis=0), config, **init)
     np.testing.assert_allclose(weighted.lower_bound, repeated.lower_bound, rtol=1e-10)
     for name in ("weights", "means", "covariances"):
         np.testing.assert_allclose(
-            getattr(weighted.parameters, name), getattr(repeated.parameters, name), rtol=1e-10, atol=1e-10
+            getattr(weighted.parameters, name),
+            getattr(repeated.parameters, name),
+            rtol=1e-10,
+            atol=1e-10,
         )
 
 
@@ -67,10 +72,14 @@ def test_float32_converges_close_to_float64(blobs):
 
 def test_n_init_keeps_the_best_lower_bound(blobs):
     singles = [
-        fit_mixture(blobs, FitConfig(3, init_params="random", random_state=seed, max_iter=3)).lower_bound
+        fit_mixture(
+            blobs, FitConfig(3, init_params="random", random_state=seed, max_iter=3)
+        ).lower_bound
         for seed in range(1)
     ]
-    best = fit_mixture(blobs, FitConfig(3, init_params="random", random_state=0, max_iter=3, n_init=4))
+    best = fit_mixture(
+        blobs, FitConfig(3, init_params="random", random_state=0, max_iter=3, n_init=4)
+    )
     assert best.lower_bound >= max(singles)
 
 

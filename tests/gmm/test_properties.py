@@ -23,14 +23,19 @@ def _covariance_matrices(parameters):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     X=st.integers(1, 4).flatmap(
-        lambda d: arrays(np.float64, st.tuples(st.integers(8, 60), st.just(d)),
-                         elements=st.floats(-100, 100, allow_nan=False, width=32))
+        lambda d: arrays(
+            np.float64,
+            st.tuples(st.integers(8, 60), st.just(d)),
+            elements=st.floats(-100, 100, allow_nan=False, width=32),
+        )
     ),
     n_components=st.integers(1, 4),
     covariance_type=st.sampled_from(COVARIANCE_TYPES),
     seed=st.integers(0, 2**16),
 )
-def test_fit_gives_a_valid_mixture_with_a_monotone_lower_bound(X, n_components, covariance_type, seed):
+def test_fit_gives_a_valid_mixture_with_a_monotone_lower_bound(
+    X, n_components, covariance_type, seed
+):
     result = fit_mixture(
         X, FitConfig(n_components, covariance_type, random_state=seed, max_iter=30, reg_covar=1e-4)
     )

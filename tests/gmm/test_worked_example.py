@@ -28,8 +28,12 @@ def test_m_step_from_the_seed_responsibilities_gives_its_parameters(covariance_t
     parameters = estimate_parameters(
         X, np.column_stack([BETA1, BETA2]), covariance_type=covariance_type, reg_covar=0.0
     )
-    np.testing.assert_allclose(parameters.means[:, 0], [1.3065753725700628, 1.4982149218892322], atol=1e-3)
+    np.testing.assert_allclose(
+        parameters.means[:, 0], [1.3065753725700628, 1.4982149218892322], atol=1e-3
+    )
     np.testing.assert_allclose(
         np.ravel(parameters.covariances), [0.3510142879511143, 0.408060269961259], atol=1e-3
     )
-    np.testing.assert_allclose(parameters.weights, [0.5124981885949778, 0.48750181140502213], atol=1e-3)
+    np.testing.assert_allclose(
+        parameters.weights, [0.5124981885949778, 0.48750181140502213], atol=1e-3
+    )
