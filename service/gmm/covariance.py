@@ -96,7 +96,15 @@ def _cholesky_of_inverse(covariance: np.ndarray, component: int | None, floor: f
 
 
 def _precisions_cholesky_full(covariances: np.ndarray, floor: float) -> np.ndarray:
-    return np.stack([_cholesky_of_inverse(cov, k, floor) for k, cov in enumerate(covariances)])
+    try:  # all components at once; on failure, one by one to name the culprit
+        cov_chol = np.linalg.cholesky(covariances)
+    except np.linalg.LinAlgError:
+        cov_chol = None
+    pivots = None if cov_chol is None else np.diagonal(cov_chol, axis1=1, axis2=2)
+    if pivots is None or not np.all(np.isfinite(pivots)) or np.min(pivots) ** 2 <= floor:
+        return np.stack([_cholesky_of_inverse(c, k, floor) for k, c in enumerate(covariances)])
+    eye = np.broadcast_to(np.eye(covariances.shape[1]), covariances.shape)
+    return np.transpose(np.linalg.solve(cov_chol, eye), (0, 2, 1))
 
 
 def _precisions_cholesky_tied(covariances: np.ndarray, floor: float) -> np.ndarray:

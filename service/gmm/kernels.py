@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .covariance import SufficientStatistics, log_det_cholesky
 
@@ -45,8 +46,9 @@ __all__ = [
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-# About 2 MiB of float64 per chunk-sized temporary keeps a chunk in cache.
-_CHUNK_BYTES = 2 << 20
+# About 8 MiB of float64 features per chunk: big enough for efficient matrix
+# products, small enough to stay in the last-level cache (measured on 2 cores).
+_CHUNK_BYTES = 8 << 20
 _MIN_CHUNK = 256
 _MAX_CHUNK = 16384
 _N_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -295,7 +297,7 @@ def _statistics_from_features(
 
 
 def chunk_rows(n_features: int, n_components: int) -> int:
-    """Rows per chunk so that the chunk's features and responsibilities stay cache-sized."""
+    """Rows per chunk so that the chunk's features and responsibilities stay about cache-sized."""
     width = _n_quadratic(n_features) + n_features + 2 * n_components
     return int(min(_MAX_CHUNK, max(_MIN_CHUNK, _CHUNK_BYTES // (8 * width))))
 
@@ -304,15 +306,34 @@ def _chunk_slices(n_samples: int, rows: int) -> list[slice]:
     return [slice(start, min(start + rows, n_samples)) for start in range(0, n_samples, rows)]
 
 
+_controller: ThreadpoolController | None = None
+_pool: ThreadPoolExecutor | None = None
+_setup_lock = threading.Lock()
+
+
+def _runtime() -> tuple[ThreadpoolController, ThreadPoolExecutor]:
+    """The BLAS controller and the chunk thread pool, made once per process.
+
+    Inspecting the loaded BLAS libraries costs milliseconds, so it is not
+    redone on every pass.
+    """
+    global _controller, _pool
+    with _setup_lock:
+        if _controller is None:
+            _controller = ThreadpoolController()
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_N_THREADS, thread_name_prefix="gmm-chunk")
+    return _controller, _pool
+
+
 def map_chunks(function: Callable[[slice], T], n_samples: int, rows: int) -> Iterator[T]:
     """Apply ``function`` to each row slice, in threads, yielding in slice order."""
     slices = _chunk_slices(n_samples, rows)
-    n_threads = min(_N_THREADS, len(slices))
-    with threadpool_limits(limits=1, user_api="blas"):
-        if n_threads <= 1:
+    controller, pool = _runtime()
+    with controller.limit(limits=1, user_api="blas"):
+        if len(slices) == 1 or _N_THREADS == 1:
             yield from map(function, slices)
-            return
-        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        else:
             yield from pool.map(function, slices)
 
 
