@@ -90,15 +90,15 @@ def run_ours(X, k, covariance_type, n_iter, init, dtype):
     return fit_mixture(X, config, **init)
 
 
-def timed(function):
+def timed(function, *args):
     start = time.perf_counter()
-    result = function()
+    result = function(*args)
     return time.perf_counter() - start, result
 
 
-def peak_mib(function) -> float:
+def peak_mib(function, *args) -> float:
     tracemalloc.start()
-    function()
+    function(*args)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peak / 2**20
@@ -114,18 +114,12 @@ def bench_fits(scale: int, n_iter: int, rates: dict[str, float]) -> None:
         n //= scale
         X = synthetic(n, d, k)
         init = initial_parameters(X, k, covariance_type)
-        sk_time, reference = timed(lambda: run_sklearn(X, k, covariance_type, n_iter, init))
-        sk_mem = peak_mib(lambda: run_sklearn(X, k, covariance_type, 1, init))
+        sk_time, reference = timed(run_sklearn, X, k, covariance_type, n_iter, init)
+        sk_mem = peak_mib(run_sklearn, X, k, covariance_type, 1, init)
         for dtype in ("float64", "float32"):
             data = X if dtype == "float64" else X.astype(np.float32)
-            ours_time, ours = timed(
-                lambda data=data, dtype=dtype: run_ours(
-                    data, k, covariance_type, n_iter, init, dtype
-                )
-            )
-            ours_mem = peak_mib(
-                lambda data=data, dtype=dtype: run_ours(data, k, covariance_type, 1, init, dtype)
-            )
+            ours_time, ours = timed(run_ours, data, k, covariance_type, n_iter, init, dtype)
+            ours_mem = peak_mib(run_ours, data, k, covariance_type, 1, init, dtype)
             flops = 4 * n * k * d * d * n_iter if covariance_type == "full" else 0
             gflops = flops / ours_time / 1e9
             share = f"{100 * gflops / rates[dtype]:5.1f}%" if flops else "     -"
