@@ -173,7 +173,7 @@ class MixtureParameters:
         -------
         responsibilities : ndarray of shape (n_samples, n_components)
         """
-        return np.concatenate(self._map_rows(X, lambda lp: log_resp_normalize(lp)[1].T))
+        return np.concatenate(self._map_rows(X, lambda lp: log_resp_normalize(lp)[1].T), axis=0)
 
     def predict(self, X: object) -> np.ndarray:
         """Most probable component of each sample, shape (n_samples,)."""

@@ -1,0 +1,101 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from ..cache import ModelCache
+from ..config import Settings, get_settings
+from ..db import Database
+from ..worker import Worker
+from .limits import BodySizeLimit
+from .problems import install_problem_handlers
+from .routers import datasets, health, jobs, models
+from .schemas import DatasetCreate, Problem
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """Gaussian mixture models as a service: store data, fit mixtures by EM in the
+background, then predict clusters, score log-likelihood, flag anomalies and draw samples.
+Every error is `application/problem+json` (RFC 9457)."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    embedded_worker: bool | None = None,
+) -> FastAPI:
+    """Build the app. The embedded worker starts with the lifespan, when configured."""
+    settings = settings or get_settings()
+    database = database or Database(settings.resolved_database_url)
+    run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if run_worker:
+            worker = Worker(database, settings)
+            worker.start_in_thread()
+            app.state.worker = worker
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop(timeout=30)
+
+    app = FastAPI(
+        title="gmm-service",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.model_cache = ModelCache(settings.model_cache_size)
+    app.state.worker = None
+    install_problem_handlers(app)
+    for router in (datasets.router, models.router, jobs.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    _document_problems(app)
+    return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Describe every error as problem+json in the OpenAPI document.
+
+    FastAPI documents request validation errors with its own schema; ours are
+    problem+json, so the generated document is rewritten to say so.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Problem, DatasetCreate):  # referenced by hand-written request bodies
+            components[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            components.update(components[model.__name__].pop("$defs", {}))
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.get("responses", {})
+                if "422" in responses:
+                    responses["422"] = {
+                        "description": "The request is invalid; `errors` names each field at fault.",
+                        "content": problem,
+                    }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

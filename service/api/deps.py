@@ -1,0 +1,34 @@
+"""Dependencies, as ``Annotated`` aliases so that route signatures read like sentences."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from ..cache import ModelCache
+from ..config import Settings
+from ..db import Database
+
+__all__ = ["CacheDep", "CursorQuery", "DatabaseDep", "LimitQuery", "SettingsDep"]
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _cache(request: Request) -> ModelCache:
+    return request.app.state.model_cache
+
+
+DatabaseDep = Annotated[Database, Depends(_database)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+CacheDep = Annotated[ModelCache, Depends(_cache)]
+LimitQuery = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+CursorQuery = Annotated[
+    str | None, Query(max_length=500, description="next_cursor of the previous page.")
+]

@@ -1,0 +1,135 @@
+"""Every error as RFC 9457 problem+json, including FastAPI's and Starlette's own."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import FieldError, Invalid, ServiceError
+from ..gmm import GMMError
+from .responses import ProblemResponse
+
+__all__ = ["field_errors", "install_problem_handlers", "problem_response", "problems"]
+
+log = logging.getLogger("service.api")
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_: str = "about:blank",
+    errors: Iterable[FieldError] = (),
+    headers: dict[str, str] | None = None,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    errors = [e.as_dict() for e in errors]
+    if errors:
+        body["errors"] = errors
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def _pointer(location: Sequence[Any]) -> str:
+    parts = list(location)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return "#/" + "/".join(str(p) for p in parts)
+
+
+def field_errors(errors: Iterable[dict[str, Any]]) -> list[FieldError]:
+    """Pydantic's error list as field errors with JSON pointers."""
+    return [FieldError(_pointer(e.get("loc", ())), e.get("msg", "is invalid")) for e in errors]
+
+
+def invalid_from(exc: ValidationError) -> Invalid:
+    problems = field_errors(exc.errors(include_url=False, include_input=False))
+    return Invalid(_summary(problems), problems)
+
+
+def _summary(problems: list[FieldError]) -> str:
+    if not problems:
+        return "the request is invalid"
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{first.pointer}: {first.detail}{more}"
+
+
+async def _on_service_error(request: Request, exc: ServiceError) -> ProblemResponse:
+    return problem_response(
+        exc.status, exc.detail, title=exc.title, type_=exc.type, errors=exc.errors
+    )
+
+
+async def _on_validation(request: Request, exc: RequestValidationError) -> ProblemResponse:
+    problems = field_errors(exc.errors())
+    return problem_response(
+        422,
+        _summary(problems),
+        title="Unprocessable Content",
+        type_="/problems/validation",
+        errors=problems,
+    )
+
+
+async def _on_gmm_error(request: Request, exc: GMMError) -> ProblemResponse:
+    return problem_response(
+        422, str(exc), title="Unprocessable Content", type_=f"/problems/{exc.kind}"
+    )
+
+
+async def _on_http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route matches {request.url.path}"
+    if exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return problem_response(500, "an unexpected error occurred; it has been logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _on_service_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(GMMError, _on_gmm_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+_DESCRIPTIONS = {
+    404: "Unknown id.",
+    409: "The resource is not in a state that allows this.",
+    412: "The If-Match precondition failed.",
+    413: "The request body is too large.",
+    415: "Unsupported content type.",
+    422: "The request is invalid; `errors` names each field at fault.",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for problem+json answers."""
+    return {
+        status: {
+            "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+        }
+        for status in statuses
+    }

@@ -1,0 +1,117 @@
+"""/v1/datasets: JSON, CSV or .npy matrices, stored once and fitted many times."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import ValidationError
+
+from ... import datasets
+from ...errors import ServiceError
+from ...matrices import matrix_from_csv, matrix_from_npy, matrix_from_rows
+from ..deps import CursorQuery, DatabaseDep, LimitQuery, SettingsDep
+from ..problems import invalid_from, problems
+from ..schemas import DatasetCreate, DatasetList, DatasetRead
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/DatasetCreate"}},
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "x,y\n0.1,2.0\n0.3,1.5\n",
+            },
+            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+class UnsupportedMediaType(ServiceError):
+    def __init__(self, content_type: str) -> None:
+        super().__init__(
+            f"content type {content_type or '(none)'!r} is not accepted; send application/json, "
+            "text/csv or application/x-npy",
+            415,
+            "Unsupported Media Type",
+            "/problems/unsupported-media-type",
+        )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetRead,
+    responses=problems(413, 415, 422),
+    openapi_extra=_BODY,
+    summary="Store a 2-D float matrix",
+)
+async def create_dataset(
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    name: Annotated[
+        str | None,
+        Query(max_length=200, pattern=r"^[^\x00]*$", description="For CSV and .npy bodies."),
+    ] = None,
+) -> DatasetRead:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    limits = dict(max_rows=settings.max_rows, max_features=settings.max_features)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            parsed = DatasetCreate.model_validate_json(body)
+        except ValidationError as exc:
+            raise invalid_from(exc) from None
+        matrix = matrix_from_rows(parsed.data, **limits)
+        name = parsed.name if parsed.name is not None else name
+    elif content_type in ("text/csv", "text/plain"):
+        matrix = matrix_from_csv(body, **limits)
+    elif content_type in ("application/x-npy", "application/octet-stream"):
+        matrix = matrix_from_npy(body, **limits)
+    else:
+        raise UnsupportedMediaType(content_type)
+    with database.session() as session:
+        row = datasets.create_dataset(session=session, name=name, matrix=matrix)
+        return DatasetRead.model_validate(row)
+
+
+@router.get("", response_model=DatasetList, responses=problems(422), summary="List datasets")
+def list_datasets(
+    database: DatabaseDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> DatasetList:
+    with database.session() as session:
+        page = datasets.list_datasets(session=session, limit=limit, cursor=cursor)
+        return DatasetList(
+            items=[DatasetRead.model_validate(r) for r in page], next_cursor=page.next_cursor
+        )
+
+
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetRead,
+    responses=problems(404, 422),
+    summary="Read a dataset",
+)
+def get_dataset(dataset_id: str, database: DatabaseDep) -> DatasetRead:
+    with database.session() as session:
+        return DatasetRead.model_validate(
+            datasets.get_dataset(session=session, dataset_id=dataset_id)
+        )
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problems(404, 422),
+    summary="Delete a dataset",
+)
+def delete_dataset(dataset_id: str, database: DatabaseDep) -> Response:
+    with database.session() as session:
+        datasets.delete_dataset(session=session, dataset_id=dataset_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

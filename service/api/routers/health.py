@@ -1,0 +1,67 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from ...db.migrate import current_revision, head_revision
+from ..deps import DatabaseDep
+from ..problems import problems
+from ..responses import ProblemResponse
+
+router = APIRouter(tags=["operations"])
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    database: Literal["ok"]
+    schema_revision: str | None
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses=problems(503),
+    summary="The database is reachable and migrated to head",
+)
+def readyz(database: DatabaseDep, request: Request):
+    try:
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        revision = current_revision(database.engine)
+    except Exception as exc:
+        return _not_ready(f"database unreachable: {exc.__class__.__name__}")
+    head = head_revision(database.engine)
+    if revision != head:
+        return _not_ready(
+            f"database schema at {revision}, expected {head}: run gmm-service migrate"
+        )
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None and (worker._thread is None or not worker._thread.is_alive()):
+        return _not_ready("the embedded worker is not running")
+    return Readiness(status="ready", database="ok", schema_revision=revision)
+
+
+def _not_ready(detail: str) -> ProblemResponse:
+    return ProblemResponse(
+        {
+            "type": "/problems/not-ready",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": detail,
+        },
+        status_code=503,
+    )

@@ -1,0 +1,214 @@
+"""/v1/models: create, fit (asynchronously), and ask a fitted model questions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from ... import models
+from ...matrices import matrix_from_rows
+from ..deps import CacheDep, CursorQuery, DatabaseDep, LimitQuery, SettingsDep
+from ..problems import problems
+from ..responses import NumpyJSONResponse
+from ..schemas import (
+    AnomalyRequest,
+    AnomalyResponse,
+    FitRequest,
+    JobRead,
+    ModelCreate,
+    ModelList,
+    ModelRead,
+    ParametersRead,
+    PredictRequest,
+    PredictResponse,
+    SampleRequest,
+    SampleResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ModelRead,
+    responses=problems(413, 422),
+    summary="Create an unfitted model",
+)
+def create_model(body: ModelCreate, database: DatabaseDep, settings: SettingsDep) -> ModelRead:
+    with database.session() as session:
+        row = models.create_model(session=session, config=body.model_dump(), settings=settings)
+        return ModelRead.model_validate(row)
+
+
+@router.get("", response_model=ModelList, responses=problems(422), summary="List models")
+def list_models(
+    database: DatabaseDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+) -> ModelList:
+    with database.session() as session:
+        page = models.list_models(session=session, limit=limit, cursor=cursor)
+        return ModelList(
+            items=[ModelRead.model_validate(r) for r in page], next_cursor=page.next_cursor
+        )
+
+
+@router.get(
+    "/{model_id}", response_model=ModelRead, responses=problems(404, 422), summary="Read a model"
+)
+def get_model(model_id: str, database: DatabaseDep) -> ModelRead:
+    with database.session() as session:
+        return ModelRead.model_validate(models.get_model(session=session, model_id=model_id))
+
+
+@router.delete(
+    "/{model_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problems(404, 422),
+    summary="Delete a model with its parameters and jobs",
+)
+def delete_model(model_id: str, database: DatabaseDep) -> Response:
+    with database.session() as session:
+        models.delete_model(session=session, model_id=model_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{model_id}/fit",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problems(404, 409, 413, 422),
+    summary="Queue a fit; poll the job at Location",
+)
+def fit_model(
+    model_id: str,
+    body: FitRequest,
+    response: Response,
+    database: DatabaseDep,
+    settings: SettingsDep,
+) -> JobRead:
+    data = None
+    if body.data is not None:
+        data = matrix_from_rows(
+            body.data, max_rows=settings.max_rows, max_features=settings.max_features
+        )
+    with database.session() as session:
+        job = models.request_fit(
+            session=session,
+            model_id=model_id,
+            dataset_id=body.dataset_id,
+            data=data,
+            sample_weight=body.sample_weight,
+            warm_start=body.warm_start,
+        )
+        response.headers["Location"] = f"/v1/jobs/{job.id}"
+        return JobRead.model_validate(job)
+
+
+@router.get(
+    "/{model_id}/parameters",
+    response_model=ParametersRead,
+    responses=problems(404, 409, 422),
+    summary="The fitted parameters",
+)
+def get_parameters(model_id: str, database: DatabaseDep, cache: CacheDep) -> NumpyJSONResponse:
+    with database.session() as session:
+        model, parameters = models.fitted_parameters(
+            session=session, model_id=model_id, cache=cache
+        )
+    return NumpyJSONResponse(
+        {
+            "covariance_type": parameters.covariance_type,
+            "version": model.version,
+            "weights": parameters.weights,
+            "means": parameters.means,
+            "covariances": parameters.covariances,
+        }
+    )
+
+
+def _fitted_data(model_id, rows, database, cache, settings):
+    with database.session() as session:
+        model, parameters = models.fitted_parameters(
+            session=session, model_id=model_id, cache=cache
+        )
+    data = matrix_from_rows(
+        rows,
+        n_features=model.n_features,
+        max_rows=settings.max_rows,
+        max_features=settings.max_features,
+    )
+    return model, parameters, data
+
+
+@router.post(
+    "/{model_id}/predict",
+    response_model=PredictResponse,
+    responses=problems(404, 409, 413, 422),
+    summary="Most probable component of each point",
+)
+def predict(
+    model_id: str,
+    body: PredictRequest,
+    database: DatabaseDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+) -> NumpyJSONResponse:
+    _, parameters, data = _fitted_data(model_id, body.data, database, cache, settings)
+    return NumpyJSONResponse(
+        models.predict(parameters, data, return_probabilities=body.return_probabilities)
+    )
+
+
+@router.post(
+    "/{model_id}/score",
+    response_model=ScoreResponse,
+    responses=problems(404, 409, 413, 422),
+    summary="Log-likelihood of each point",
+)
+def score(
+    model_id: str, body: ScoreRequest, database: DatabaseDep, cache: CacheDep, settings: SettingsDep
+) -> NumpyJSONResponse:
+    _, parameters, data = _fitted_data(model_id, body.data, database, cache, settings)
+    return NumpyJSONResponse(models.score(parameters, data))
+
+
+@router.post(
+    "/{model_id}/anomalies",
+    response_model=AnomalyResponse,
+    responses=problems(404, 409, 413, 422),
+    summary="Flag points whose negative log-likelihood exceeds the threshold",
+)
+def anomalies(
+    model_id: str,
+    body: AnomalyRequest,
+    database: DatabaseDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+) -> NumpyJSONResponse:
+    model, parameters, data = _fitted_data(model_id, body.data, database, cache, settings)
+    threshold = body.threshold if body.threshold is not None else model.anomaly_threshold
+    return NumpyJSONResponse(models.anomalies(parameters, data, threshold=threshold))
+
+
+@router.post(
+    "/{model_id}/sample",
+    response_model=SampleResponse,
+    responses=problems(404, 409, 422),
+    summary="Draw points from the fitted mixture",
+)
+def sample(
+    model_id: str,
+    body: SampleRequest,
+    database: DatabaseDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+) -> NumpyJSONResponse:
+    with database.session() as session:
+        _, parameters = models.fitted_parameters(session=session, model_id=model_id, cache=cache)
+    return NumpyJSONResponse(
+        models.sample(
+            parameters, n_samples=body.n_samples, random_state=body.random_state, settings=settings
+        )
+    )

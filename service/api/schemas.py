@@ -1,0 +1,243 @@
+"""Request and response bodies of the REST contract (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "AnomalyRequest",
+    "AnomalyResponse",
+    "DatasetCreate",
+    "DatasetList",
+    "DatasetRead",
+    "FitRequest",
+    "FitSummary",
+    "JobList",
+    "JobRead",
+    "ModelCreate",
+    "ModelList",
+    "ModelRead",
+    "ParametersRead",
+    "PredictRequest",
+    "PredictResponse",
+    "Problem",
+    "SampleRequest",
+    "SampleResponse",
+    "ScoreRequest",
+    "ScoreResponse",
+]
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Row = Annotated[list[FiniteFloat], Field(min_length=1)]
+Matrix = Annotated[
+    list[Row],
+    Field(
+        min_length=1, description="A non-empty rectangular matrix of finite numbers, row by row."
+    ),
+]
+Name = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]
+Id = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- problems -----------------------------------------------------------------------
+
+
+class ProblemField(BaseModel):
+    pointer: str = Field(description="JSON Pointer to the field at fault, e.g. #/data/3/1.")
+    detail: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemField] | None = None
+
+
+# --- datasets -----------------------------------------------------------------------
+
+
+class DatasetCreate(_Request):
+    name: Name | None = None
+    data: Matrix
+
+
+class DatasetRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str | None
+    n_samples: int
+    n_features: int
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetRead]
+    next_cursor: str | None
+
+
+# --- models -------------------------------------------------------------------------
+
+
+class ModelConfig(BaseModel):
+    """A model's configuration; defaults are scikit-learn's GaussianMixture's."""
+
+    name: Name | None = None
+    n_components: int = Field(1, ge=1)
+    covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
+    tol: float = Field(1e-3, ge=0, allow_inf_nan=False)
+    reg_covar: float = Field(1e-6, ge=0, allow_inf_nan=False)
+    max_iter: int = Field(100, ge=1)
+    n_init: int = Field(1, ge=1)
+    init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans"
+    random_state: int | None = Field(None, ge=0, le=2**31 - 1)
+    dtype: Literal["float64", "float32"] = "float64"
+    contamination: float = Field(
+        0.01, ge=0, le=0.5, description="Share of training points flagged as anomalies."
+    )
+
+
+class ModelCreate(ModelConfig, _Request):
+    pass
+
+
+class FitSummary(BaseModel):
+    converged: bool
+    n_iter: int
+    lower_bound: float
+    bic: float
+    aic: float
+    n_samples: int
+    dataset_id: str | None
+
+
+class ModelRead(ModelConfig):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: Literal["new", "fitting", "ready", "failed"]
+    version: int
+    n_features: int | None
+    fit_summary: FitSummary | None
+    anomaly_threshold: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ModelList(BaseModel):
+    items: list[ModelRead]
+    next_cursor: str | None
+
+
+class FitRequest(_Request):
+    dataset_id: Id | None = None
+    data: Matrix | None = None
+    sample_weight: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
+    warm_start: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FitRequest:
+        if (self.dataset_id is None) == (self.data is None):
+            raise ValueError("give exactly one of dataset_id or data")
+        return self
+
+
+class ParametersRead(BaseModel):
+    covariance_type: Literal["full", "tied", "diag", "spherical"]
+    version: int
+    weights: list[float]
+    means: list[list[float]]
+    covariances: list[float] | list[list[float]] | list[list[list[float]]] = Field(
+        description="(K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical."
+    )
+
+
+class PredictRequest(_Request):
+    data: Matrix
+    return_probabilities: bool = False
+
+
+class PredictResponse(BaseModel):
+    labels: list[int]
+    probabilities: list[list[float]] | None = None
+
+
+class ScoreRequest(_Request):
+    data: Matrix
+
+
+class ScoreResponse(BaseModel):
+    log_likelihood: list[float]
+    mean_log_likelihood: float
+
+
+class AnomalyRequest(_Request):
+    data: Matrix
+    threshold: FiniteFloat | None = None
+
+
+class AnomalyResponse(BaseModel):
+    scores: list[float]
+    is_anomaly: list[bool]
+    threshold: float
+
+
+class SampleRequest(_Request):
+    n_samples: int = Field(ge=1)
+    random_state: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+class SampleResponse(BaseModel):
+    samples: list[list[float]]
+    components: list[int]
+
+
+# --- jobs ---------------------------------------------------------------------------
+
+
+class JobProgress(BaseModel):
+    init: int
+    n_init: int
+    iteration: int
+    max_iter: int
+    lower_bound: float | None
+
+
+class JobError(BaseModel):
+    type: str
+    detail: str
+
+
+class JobRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    model_id: str
+    dataset_id: str | None
+    kind: Literal["fit"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: JobProgress
+    result: FitSummary | None
+    error: JobError | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobList(BaseModel):
+    items: list[JobRead]
+    next_cursor: str | None

@@ -1,0 +1,64 @@
+"""The one settings object: every knob of the service, read from ``GMM_*`` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Configuration of the API and the worker.
+
+    Each field is read from the environment variable ``GMM_<FIELD NAME>``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GMM_", extra="ignore")
+
+    # Storage
+    data_dir: Path = Field(Path("data"), description="Where the default SQLite database lives.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: a SQLite file in data_dir."
+    )
+
+    # Serving
+    host: str = Field("127.0.0.1", description="Address `gmm-service serve` binds.")
+    port: int = Field(8000, description="Port `gmm-service serve` binds.")
+    embedded_worker: bool = Field(True, description="Run a fit worker inside the API process.")
+    log_level: str = Field("info", description="Log level of the service's loggers.")
+
+    # Worker
+    worker_poll_seconds: float = Field(0.2, gt=0, description="Idle wait between claims.")
+    lease_seconds: float = Field(30.0, gt=0, description="A job's lease; renewed while it runs.")
+    max_attempts: int = Field(3, ge=1, description="Runs of one job before it fails for good.")
+    progress_interval_seconds: float = Field(
+        0.25, ge=0, description="Least time between progress writes of a running fit."
+    )
+    job_timeout_seconds: float = Field(
+        3600.0, gt=0, description="Wall-clock limit of one fit attempt."
+    )
+
+    # Limits on requests
+    max_body_bytes: int = Field(64 * 2**20, gt=0, description="Largest request body (413 past it).")
+    max_rows: int = Field(1_000_000, ge=1, description="Most rows in one data matrix.")
+    max_features: int = Field(1024, ge=1, description="Most columns in one data matrix.")
+    max_components: int = Field(256, ge=1, description="Largest n_components.")
+    max_iter_limit: int = Field(10_000, ge=1, description="Largest max_iter.")
+    max_n_init: int = Field(50, ge=1, description="Largest n_init.")
+    max_sample_size: int = Field(100_000, ge=1, description="Most points one sample call draws.")
+    model_cache_size: int = Field(64, ge=1, description="Fitted models kept decoded in memory.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gmm.db').as_posix()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,55 @@
+"""Datasets: stored once, fitted many times."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, undefer
+
+from .db.tables import DatasetRow, new_id
+from .errors import NotFound
+from .matrices import array_from_blob, array_to_blob, sha256_of
+from .pagination import Page, paginate
+
+__all__ = ["create_dataset", "delete_dataset", "get_dataset", "list_datasets", "load_matrix"]
+
+
+def create_dataset(*, session: Session, name: str | None, matrix: np.ndarray) -> DatasetRow:
+    blob = array_to_blob(matrix)
+    row = DatasetRow(
+        id=new_id("ds"),
+        name=name,
+        n_samples=int(matrix.shape[0]),
+        n_features=int(matrix.shape[1]),
+        sha256=sha256_of(matrix),
+        size_bytes=int(matrix.nbytes),
+        data=blob,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_dataset(*, session: Session, dataset_id: str) -> DatasetRow:
+    row = session.get(DatasetRow, dataset_id)
+    if row is None:
+        raise NotFound(f"dataset {dataset_id!r} does not exist")
+    return row
+
+
+def load_matrix(*, session: Session, dataset_id: str) -> np.ndarray:
+    row = session.scalars(
+        select(DatasetRow).where(DatasetRow.id == dataset_id).options(undefer(DatasetRow.data))
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"dataset {dataset_id!r} does not exist")
+    return array_from_blob(row.data)
+
+
+def list_datasets(*, session: Session, limit: int, cursor: str | None) -> Page:
+    return paginate(session, select(DatasetRow), DatasetRow, limit=limit, cursor=cursor)
+
+
+def delete_dataset(*, session: Session, dataset_id: str) -> None:
+    if session.execute(delete(DatasetRow).where(DatasetRow.id == dataset_id)).rowcount == 0:
+        raise NotFound(f"dataset {dataset_id!r} does not exist")

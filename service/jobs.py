@@ -1,0 +1,349 @@
+"""Fit jobs: the queue, and every transition of a job's state.
+
+Each transition is a single statement that checks the state it expects (and,
+for a worker, that it still holds the job), so a transition that lost a race
+changes nothing and says so by returning False.
+
+    queued --claim--> running --succeed--> succeeded
+      |                  |-----fail------> failed
+      |                  |-----cancelled-> cancelled   (cancel requested)
+      |                  |-----release--> queued       (worker draining)
+      |                  '-----lease expires: claimed again, or failed after max_attempts
+      '--cancel--> cancelled
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .db import Database
+from .db.tables import ACTIVE_JOB_STATUSES, JobRow, JobStatus, ModelRow, ModelStatus, new_id, utcnow
+from .errors import Conflict, NotFound
+from .pagination import Page, paginate
+
+__all__ = [
+    "Claim",
+    "cancel",
+    "claim",
+    "enqueue_fit",
+    "fail",
+    "finish_cancelled",
+    "get_job",
+    "list_jobs",
+    "release",
+    "renew",
+    "succeed",
+]
+
+
+# --- reads ---------------------------------------------------------------------
+
+
+def get_job(*, session: Session, job_id: str) -> JobRow:
+    row = session.get(JobRow, job_id)
+    if row is None:
+        raise NotFound(f"job {job_id!r} does not exist")
+    return row
+
+
+def list_jobs(
+    *,
+    session: Session,
+    limit: int,
+    cursor: str | None,
+    model_id: str | None = None,
+    status: JobStatus | None = None,
+) -> Page:
+    statement = select(JobRow)
+    if model_id is not None:
+        statement = statement.where(JobRow.model_id == model_id)
+    if status is not None:
+        statement = statement.where(JobRow.status == status)
+    return paginate(session, statement, JobRow, limit=limit, cursor=cursor)
+
+
+# --- the API's transitions -------------------------------------------------------
+
+
+def enqueue_fit(
+    *,
+    session: Session,
+    model: ModelRow,
+    dataset_id: str | None,
+    data: bytes | None,
+    sample_weight: bytes | None,
+    warm_start: bool,
+) -> JobRow:
+    """Queue a fit of ``model``; 409 if one is already queued or running."""
+    job = JobRow(
+        id=new_id("job"),
+        model_id=model.id,
+        dataset_id=dataset_id,
+        kind="fit",
+        status=JobStatus.queued,
+        progress={
+            "init": 0,
+            "n_init": model.n_init,
+            "iteration": 0,
+            "max_iter": model.max_iter,
+            "lower_bound": None,
+        },
+        attempts=0,
+        warm_start=warm_start,
+        cancel_requested=False,
+        data=data,
+        sample_weight=sample_weight,
+    )
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError:  # the partial unique index on active jobs per model
+        raise Conflict(
+            f"model {model.id!r} already has a fit queued or running; wait for it or cancel it"
+        ) from None
+    model.status = ModelStatus.fitting
+    return job
+
+
+def cancel(*, session: Session, job_id: str) -> JobRow:
+    """Stop a queued job now; ask a running one to stop at its next iteration."""
+    job = get_job(session=session, job_id=job_id)
+    now = utcnow()
+    stopped = session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.status == JobStatus.queued)
+        .values(status=JobStatus.cancelled, finished_at=now)
+    ).rowcount
+    if stopped:
+        _settle_model(session, job.model_id, succeeded=False)
+    else:
+        asked = session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status == JobStatus.running)
+            .values(cancel_requested=True)
+        ).rowcount
+        if not asked:
+            raise Conflict(f"job {job_id!r} has already finished ({job.status.value})")
+    session.refresh(job)
+    return job
+
+
+# --- the worker's transitions ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker now holds."""
+
+    job_id: str
+    model_id: str
+    attempt: int
+
+
+def _claimable(now: datetime):
+    return (JobRow.status == JobStatus.queued) | (
+        (JobRow.status == JobStatus.running) & (JobRow.lease_expires_at < now)
+    )
+
+
+def _fail_exhausted(session: Session, now: datetime, max_attempts: int) -> None:
+    """Jobs whose worker died ``max_attempts`` times end failed."""
+    dead = session.scalars(
+        select(JobRow).where(
+            JobRow.status == JobStatus.running,
+            JobRow.lease_expires_at < now,
+            JobRow.attempts >= max_attempts,
+        )
+    ).all()
+    for job in dead:
+        lost = session.execute(
+            update(JobRow)
+            .where(
+                JobRow.id == job.id,
+                JobRow.status == JobStatus.running,
+                JobRow.lease_expires_at < now,
+            )
+            .values(
+                status=JobStatus.failed,
+                finished_at=now,
+                error={
+                    "type": "worker_lost",
+                    "detail": f"the worker running this job stopped {job.attempts} times; "
+                    "giving up (max_attempts)",
+                },
+            )
+        ).rowcount
+        if lost:
+            _settle_model(session, job.model_id, succeeded=False)
+
+
+def claim(
+    *, database: Database, worker_id: str, lease_seconds: float, max_attempts: int
+) -> Claim | None:
+    """Take the oldest queued job (or one whose worker's lease expired).
+
+    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent workers
+    pass over each other's rows. SQLite: one conditional ``UPDATE`` (SQLite runs
+    one writer at a time, so the statement is the lock).
+    """
+    now = utcnow()
+    expires = now + timedelta(seconds=lease_seconds)
+    values = dict(
+        status=JobStatus.running,
+        worker_id=worker_id,
+        lease_expires_at=expires,
+        attempts=JobRow.attempts + 1,
+        started_at=now,
+        cancel_requested=False,
+    )
+    with database.session() as session:
+        _fail_exhausted(session, now, max_attempts)
+        candidates = (
+            select(JobRow.id)
+            .where(_claimable(now), JobRow.attempts < max_attempts)
+            .order_by(JobRow.created_at, JobRow.id)
+            .limit(1)
+        )
+        if database.is_sqlite:
+            claimed = session.execute(
+                update(JobRow)
+                .where(JobRow.id == candidates.scalar_subquery(), _claimable(now))
+                .values(**values)
+                .returning(JobRow.id, JobRow.model_id, JobRow.attempts)
+            ).first()
+        else:
+            job_id = session.scalar(candidates.with_for_update(skip_locked=True))
+            claimed = None
+            if job_id is not None:
+                claimed = session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id)
+                    .values(**values)
+                    .returning(JobRow.id, JobRow.model_id, JobRow.attempts)
+                ).first()
+    return None if claimed is None else Claim(*claimed)
+
+
+def _held(job_id: str, worker_id: str):
+    return (
+        (JobRow.id == job_id)
+        & (JobRow.worker_id == worker_id)
+        & (JobRow.status == JobStatus.running)
+    )
+
+
+def renew(
+    *,
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    lease_seconds: float,
+    progress: dict[str, Any] | None = None,
+) -> bool:
+    """Extend the lease (and record progress). False: the job was lost or asked to stop."""
+    values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_seconds)}
+    if progress is not None:
+        values["progress"] = progress
+    return bool(
+        session.execute(
+            update(JobRow)
+            .where(_held(job_id, worker_id), JobRow.cancel_requested.is_(False))
+            .values(**values)
+        ).rowcount
+    )
+
+
+def succeed(
+    *,
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    result: dict[str, Any],
+    progress: dict[str, Any] | None,
+    model_values: dict[str, Any],
+) -> bool:
+    """Finish the job and store the fitted model, in the caller's one transaction."""
+    values: dict[str, Any] = dict(status=JobStatus.succeeded, result=result, finished_at=utcnow())
+    if progress:
+        values["progress"] = progress
+    done = session.execute(
+        update(JobRow)
+        .where(_held(job_id, worker_id), JobRow.cancel_requested.is_(False))
+        .values(**values)
+        .returning(JobRow.model_id)
+    ).first()
+    if done is None:
+        return False
+    session.execute(
+        update(ModelRow)
+        .where(ModelRow.id == done.model_id)
+        .values(
+            status=ModelStatus.ready,
+            version=ModelRow.version + 1,
+            updated_at=utcnow(),
+            **model_values,
+        )
+    )
+    return True
+
+
+def fail(*, session: Session, job_id: str, worker_id: str, error: dict[str, str]) -> bool:
+    done = session.execute(
+        update(JobRow)
+        .where(_held(job_id, worker_id))
+        .values(status=JobStatus.failed, error=error, finished_at=utcnow())
+        .returning(JobRow.model_id)
+    ).first()
+    if done is not None:
+        _settle_model(session, done.model_id, succeeded=False, failed=True)
+    return done is not None
+
+
+def finish_cancelled(*, session: Session, job_id: str, worker_id: str) -> bool:
+    done = session.execute(
+        update(JobRow)
+        .where(_held(job_id, worker_id), JobRow.cancel_requested.is_(True))
+        .values(status=JobStatus.cancelled, finished_at=utcnow())
+        .returning(JobRow.model_id)
+    ).first()
+    if done is not None:
+        _settle_model(session, done.model_id, succeeded=False)
+    return done is not None
+
+
+def release(*, session: Session, job_id: str, worker_id: str) -> bool:
+    """Give a running job back to the queue (a draining worker), not counting the attempt."""
+    return bool(
+        session.execute(
+            update(JobRow)
+            .where(_held(job_id, worker_id))
+            .values(
+                status=JobStatus.queued,
+                worker_id=None,
+                lease_expires_at=None,
+                attempts=JobRow.attempts - 1,
+            )
+        ).rowcount
+    )
+
+
+def _settle_model(
+    session: Session, model_id: str, *, succeeded: bool, failed: bool = False
+) -> None:
+    """After a fit that stored nothing: back to ready if fitted before, else new/failed."""
+    active = session.scalar(
+        select(JobRow.id).where(JobRow.model_id == model_id, JobRow.status.in_(ACTIVE_JOB_STATUSES))
+    )
+    if active is not None or succeeded:
+        return
+    unfitted = ModelStatus.failed if failed else ModelStatus.new
+    model = session.get(ModelRow, model_id)
+    if model is not None:
+        model.status = ModelStatus.ready if model.version > 0 else unfitted
+        model.updated_at = utcnow()

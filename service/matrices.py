@@ -1,0 +1,164 @@
+"""Data matrices: parsing (JSON lists, CSV, .npy), validation with field pointers, blobs.
+
+Everything the service stores or computes on is a C-contiguous float64 matrix of
+finite numbers; this module is the one way in.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import FieldError, Invalid
+
+__all__ = [
+    "array_from_blob",
+    "array_to_blob",
+    "matrix_from_csv",
+    "matrix_from_npy",
+    "matrix_from_rows",
+    "sha256_of",
+]
+
+
+def matrix_from_rows(
+    rows: Sequence[Sequence[float]],
+    *,
+    pointer: str = "#/data",
+    n_features: int | None = None,
+    max_rows: int | None = None,
+    max_features: int | None = None,
+) -> np.ndarray:
+    """A float64 matrix from a list of rows, or :class:`Invalid` naming each bad place.
+
+    Rows must be non-empty, all of one length (``n_features`` when given), and
+    hold finite numbers.
+    """
+    if len(rows) == 0:
+        raise Invalid("data must have at least one row", [FieldError(pointer, "must not be empty")])
+    if max_rows is not None and len(rows) > max_rows:
+        raise Invalid(
+            f"data has {len(rows)} rows; the limit is {max_rows}",
+            [FieldError(pointer, f"at most {max_rows} rows")],
+        )
+    width = n_features if n_features is not None else len(rows[0])
+    problems: list[FieldError] = []
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            reason = (
+                f"has {len(row)} values; the model was fitted with {width} features"
+                if n_features is not None
+                else f"has {len(row)} values; row 0 has {width}"
+            )
+            problems.append(FieldError(f"{pointer}/{i}", reason))
+            if len(problems) >= 20:
+                break
+    if problems:
+        raise Invalid("data must be a rectangular matrix", problems)
+    if width == 0:
+        raise Invalid("rows must not be empty", [FieldError(f"{pointer}/0", "must not be empty")])
+    if max_features is not None and width > max_features:
+        raise Invalid(
+            f"data has {width} features; the limit is {max_features}",
+            [FieldError(f"{pointer}/0", f"at most {max_features} values per row")],
+        )
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"data must hold numbers: {exc}", [FieldError(pointer, str(exc))]) from None
+    return check_finite(matrix, pointer=pointer)
+
+
+def check_finite(matrix: np.ndarray, *, pointer: str = "#/data") -> np.ndarray:
+    """Raise :class:`Invalid` naming the first non-finite cells."""
+    bad = np.argwhere(~np.isfinite(matrix))
+    if len(bad):
+        raise Invalid(
+            "data must hold finite numbers (no NaN or infinity)",
+            [FieldError(f"{pointer}/{i}/{j}", "must be a finite number") for i, j in bad[:20]],
+        )
+    return matrix
+
+
+def _check_shape(matrix: np.ndarray, max_rows: int | None, max_features: int | None) -> np.ndarray:
+    if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise Invalid(
+            f"data must be a non-empty 2-D matrix; got shape {matrix.shape}",
+            [FieldError("#/data", "must be a non-empty 2-D matrix")],
+        )
+    if max_rows is not None and matrix.shape[0] > max_rows:
+        raise Invalid(f"data has {matrix.shape[0]} rows; the limit is {max_rows}")
+    if max_features is not None and matrix.shape[1] > max_features:
+        raise Invalid(f"data has {matrix.shape[1]} features; the limit is {max_features}")
+    return check_finite(np.ascontiguousarray(matrix, dtype=np.float64))
+
+
+def matrix_from_csv(
+    body: bytes, *, max_rows: int | None = None, max_features: int | None = None
+) -> np.ndarray:
+    """A matrix from CSV text, with or without a header row."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid("CSV body must be UTF-8 text", [FieldError("#/", "not UTF-8")]) from None
+    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
+    if rows and not _is_numeric_row(rows[0]):
+        rows = rows[1:]  # a header
+    parsed: list[list[float]] = []
+    problems: list[FieldError] = []
+    for i, row in enumerate(rows):
+        values = []
+        for j, cell in enumerate(row):
+            try:
+                value = float(cell)
+            except ValueError:
+                problems.append(FieldError(f"#/data/{i}/{j}", f"{cell[:40]!r} is not a number"))
+                continue
+            values.append(value)
+        parsed.append(values)
+        if len(problems) >= 20:
+            break
+    if problems:
+        raise Invalid("CSV cells must be numbers", problems)
+    return matrix_from_rows(parsed, max_rows=max_rows, max_features=max_features)
+
+
+def _is_numeric_row(row: list[str]) -> bool:
+    try:
+        [float(cell) for cell in row]
+    except ValueError:
+        return False
+    return True
+
+
+def matrix_from_npy(
+    body: bytes, *, max_rows: int | None = None, max_features: int | None = None
+) -> np.ndarray:
+    """A matrix from a ``.npy`` file's bytes (numeric dtypes only, no pickles)."""
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for a bad file
+        raise Invalid(f"body is not a readable .npy file: {exc}") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
+        raise Invalid("the .npy array must hold numbers")
+    return _check_shape(array, max_rows, max_features)
+
+
+def array_to_blob(array: np.ndarray) -> bytes:
+    """An exact ``.npy`` blob."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def array_from_blob(blob: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(blob), allow_pickle=False)
+
+
+def sha256_of(matrix: np.ndarray) -> str:
+    """SHA-256 of the matrix's float64 C-order bytes: equal data, equal hash."""
+    return hashlib.sha256(np.ascontiguousarray(matrix, dtype=np.float64).tobytes()).hexdigest()

@@ -1,0 +1,234 @@
+"""Models: their configuration, fits, and the questions a fitted model answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .cache import ModelCache
+from .config import Settings
+from .datasets import get_dataset
+from .db.tables import JobRow, ModelRow, ModelStatus, new_id
+from .errors import Conflict, FieldError, Invalid, NotFound
+from .gmm import FitConfig, MixtureParameters
+from .jobs import enqueue_fit
+from .matrices import array_to_blob
+from .pagination import Page, paginate
+
+__all__ = [
+    "CONFIG_FIELDS",
+    "anomalies",
+    "create_model",
+    "delete_model",
+    "fit_config",
+    "fitted_parameters",
+    "get_model",
+    "list_models",
+    "predict",
+    "request_fit",
+    "sample",
+    "score",
+]
+
+CONFIG_FIELDS = (
+    "name",
+    "n_components",
+    "covariance_type",
+    "tol",
+    "reg_covar",
+    "max_iter",
+    "n_init",
+    "init_params",
+    "random_state",
+    "dtype",
+    "contamination",
+)
+
+
+def _check_limits(config: dict[str, Any], settings: Settings) -> None:
+    limits = {
+        "n_components": settings.max_components,
+        "max_iter": settings.max_iter_limit,
+        "n_init": settings.max_n_init,
+    }
+    problems = [
+        FieldError(f"#/{name}", f"must be at most {limit} (a limit of this service)")
+        for name, limit in limits.items()
+        if config[name] > limit
+    ]
+    if problems:
+        raise Invalid("the model configuration exceeds this service's limits", problems)
+
+
+def create_model(*, session: Session, config: dict[str, Any], settings: Settings) -> ModelRow:
+    _check_limits(config, settings)
+    row = ModelRow(id=new_id("mdl"), status=ModelStatus.new, version=0, **config)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_model(*, session: Session, model_id: str) -> ModelRow:
+    row = session.get(ModelRow, model_id)
+    if row is None:
+        raise NotFound(f"model {model_id!r} does not exist")
+    return row
+
+
+def list_models(*, session: Session, limit: int, cursor: str | None) -> Page:
+    return paginate(session, select(ModelRow), ModelRow, limit=limit, cursor=cursor)
+
+
+def delete_model(*, session: Session, model_id: str) -> None:
+    """Delete the model with its parameters and jobs (a running fit then stores nothing)."""
+    session.execute(delete(JobRow).where(JobRow.model_id == model_id))
+    if session.execute(delete(ModelRow).where(ModelRow.id == model_id)).rowcount == 0:
+        raise NotFound(f"model {model_id!r} does not exist")
+
+
+def fit_config(model: ModelRow) -> FitConfig:
+    return FitConfig(
+        n_components=model.n_components,
+        covariance_type=model.covariance_type,
+        tol=model.tol,
+        reg_covar=model.reg_covar,
+        max_iter=model.max_iter,
+        n_init=model.n_init,
+        init_params=model.init_params,
+        random_state=model.random_state,
+        dtype=model.dtype,
+    )
+
+
+# --- fitting -------------------------------------------------------------------
+
+
+def request_fit(
+    *,
+    session: Session,
+    model_id: str,
+    dataset_id: str | None,
+    data: np.ndarray | None,
+    sample_weight: list[float] | None,
+    warm_start: bool,
+) -> JobRow:
+    """Check the request against the model and its data, then queue the fit."""
+    model = get_model(session=session, model_id=model_id)
+    if dataset_id is not None:
+        dataset = get_dataset(session=session, dataset_id=dataset_id)
+        n_samples, n_features, where = dataset.n_samples, dataset.n_features, "#/dataset_id"
+    else:
+        assert data is not None
+        (n_samples, n_features), where = data.shape, "#/data"
+    problems = []
+    if n_samples < model.n_components:
+        problems.append(
+            FieldError(
+                where,
+                f"has {n_samples} samples; n_components={model.n_components} needs at least as many",
+            )
+        )
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+        if len(weights) != n_samples:
+            problems.append(
+                FieldError(
+                    "#/sample_weight", f"has {len(weights)} values; the data has {n_samples} rows"
+                )
+            )
+        elif np.count_nonzero(weights) < model.n_components:
+            problems.append(
+                FieldError("#/sample_weight", "needs at least n_components positive weights")
+            )
+    if warm_start and model.version > 0 and model.n_features != n_features:
+        problems.append(
+            FieldError(
+                where,
+                f"has {n_features} features; warm_start continues a fit with {model.n_features}",
+            )
+        )
+    if problems:
+        raise Invalid("this fit cannot run on this data", problems)
+    return enqueue_fit(
+        session=session,
+        model=model,
+        dataset_id=dataset_id,
+        data=None if data is None else array_to_blob(data),
+        sample_weight=None if weights is None else array_to_blob(weights),
+        warm_start=warm_start,
+    )
+
+
+# --- a fitted model's answers -----------------------------------------------------
+
+
+def fitted_parameters(
+    *, session: Session, model_id: str, cache: ModelCache
+) -> tuple[ModelRow, MixtureParameters]:
+    """The model and its parameters (cached by id and version); 409 if never fitted."""
+    model = get_model(session=session, model_id=model_id)
+    if model.version == 0:
+        raise Conflict(f"model {model_id!r} is not fitted yet; fit it first")
+
+    def load() -> MixtureParameters:
+        blob = session.scalar(
+            select(ModelRow.parameters).where(
+                ModelRow.id == model_id, ModelRow.version == model.version
+            )
+        )
+        if blob is None:  # refitted between the two reads: the next request sees it
+            raise Conflict(f"model {model_id!r} changed while it was read; retry")
+        return MixtureParameters.from_bytes(blob)
+
+    return model, cache.get(model_id, model.version, load)
+
+
+def predict(
+    parameters: MixtureParameters, data: np.ndarray, *, return_probabilities: bool
+) -> dict[str, np.ndarray]:
+    if not return_probabilities:
+        return {"labels": parameters.predict(data)}
+    labels, probabilities = parameters.predict_with_proba(data)
+    return {"labels": labels, "probabilities": probabilities}
+
+
+def score(parameters: MixtureParameters, data: np.ndarray) -> dict[str, Any]:
+    log_likelihood = parameters.score_samples(data)
+    return {"log_likelihood": log_likelihood, "mean_log_likelihood": float(log_likelihood.mean())}
+
+
+def anomalies(
+    parameters: MixtureParameters, data: np.ndarray, *, threshold: float
+) -> dict[str, Any]:
+    """Anomaly score = negative log-likelihood; above ``threshold`` is an anomaly."""
+    scores = -parameters.score_samples(data)
+    return {"scores": scores, "is_anomaly": scores > threshold, "threshold": threshold}
+
+
+def anomaly_threshold(
+    parameters: MixtureParameters,
+    data: np.ndarray,
+    sample_weight: np.ndarray | None,
+    contamination: float,
+) -> float:
+    """The (1 - contamination) quantile of the training points' anomaly scores."""
+    scores = -parameters.score_samples(data)
+    if sample_weight is not None:
+        scores = scores[sample_weight > 0]
+    return float(np.quantile(scores, 1.0 - contamination))
+
+
+def sample(
+    parameters: MixtureParameters, *, n_samples: int, random_state: int | None, settings: Settings
+) -> dict[str, np.ndarray]:
+    if n_samples > settings.max_sample_size:
+        raise Invalid(
+            f"n_samples={n_samples} exceeds this service's limit",
+            [FieldError("#/n_samples", f"must be at most {settings.max_sample_size}")],
+        )
+    samples, components = parameters.sample(n_samples, random_state)
+    return {"samples": samples, "components": components}

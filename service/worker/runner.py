@@ -1,0 +1,293 @@
+"""The worker loop and the run of one fit job.
+
+A worker holds a job through a lease that a heartbeat thread renews while the
+fit runs; the progress callback writes progress at a bounded rate and stops the
+fit when the job was cancelled or lost. The fit's result is committed in one
+transaction with the job's ``succeeded`` state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import undefer
+
+from .. import jobs
+from ..config import Settings
+from ..datasets import load_matrix
+from ..db import Database
+from ..db.tables import JobRow, ModelRow
+from ..errors import ServiceError
+from ..gmm import FitCancelled, FitProgress, GMMError, MixtureParameters, fit_mixture
+from ..matrices import array_from_blob
+from ..models import anomaly_threshold, fit_config
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("service.worker")
+
+
+@dataclass
+class _FitInputs:
+    model: ModelRow
+    data: np.ndarray
+    sample_weight: np.ndarray | None
+    warm_start: MixtureParameters | None
+    dataset_id: str | None
+
+
+class _Lease:
+    """Renews the lease of one job; remembers if the job was lost or asked to stop."""
+
+    def __init__(self, worker: Worker, claim: jobs.Claim) -> None:
+        self.worker = worker
+        self.claim = claim
+        self.settings = worker.settings
+        self.stopped = False
+        self.deadline = time.monotonic() + self.settings.job_timeout_seconds
+        self.timed_out = False
+        self._lock = threading.Lock()
+        self._last_write = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"lease-{claim.job_id}", daemon=True
+        )
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        interval = max(0.05, self.settings.lease_seconds / 3)
+        while not self._done.wait(interval):
+            self.touch(None, force=True)
+
+    def touch(self, progress: dict[str, Any] | None, force: bool = False) -> bool:
+        """Renew (rate-limited unless forced); False once the job must stop."""
+        now = time.monotonic()
+        if now > self.deadline:
+            self.timed_out = self.stopped = True
+        with self._lock:
+            if self.stopped:
+                return False
+            if not force and now - self._last_write < self.settings.progress_interval_seconds:
+                return True
+            self._last_write = now
+            with self.worker.database.session() as session:
+                held = jobs.renew(
+                    session=session,
+                    job_id=self.claim.job_id,
+                    worker_id=self.worker.worker_id,
+                    lease_seconds=self.settings.lease_seconds,
+                    progress=progress,
+                )
+            if not held:
+                self.stopped = True
+            return held
+
+
+class Worker:
+    """Claims and runs fit jobs until told to stop.
+
+    Parameters
+    ----------
+    database : Database
+    settings : Settings
+    worker_id : str, optional
+        Defaults to host, pid and a random suffix.
+    """
+
+    def __init__(
+        self, database: Database, settings: Settings, worker_id: str | None = None
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop_event = threading.Event()
+        self.last_heartbeat = time.monotonic()
+        self._thread: threading.Thread | None = None
+
+    # --- running ------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        log.info("worker started", extra={"worker_id": self.worker_id})
+        while not self.stop_event.is_set():
+            self.last_heartbeat = time.monotonic()
+            try:
+                ran = self.run_once()
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("worker loop error")
+                ran = False
+            if not ran:
+                self.stop_event.wait(self.settings.worker_poll_seconds)
+        log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def start_in_thread(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="gmm-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> bool:
+        """Claim one job and run it; False when the queue is empty."""
+        claim = jobs.claim(
+            database=self.database,
+            worker_id=self.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+            max_attempts=self.settings.max_attempts,
+        )
+        if claim is None:
+            return False
+        log.info("job claimed", extra={"job_id": claim.job_id, "attempt": claim.attempt})
+        self._run(claim)
+        return True
+
+    # --- one job ------------------------------------------------------------------
+
+    def _load(self, claim: jobs.Claim) -> _FitInputs:
+        with self.database.session() as session:
+            job = session.scalars(
+                select(JobRow)
+                .where(JobRow.id == claim.job_id)
+                .options(undefer(JobRow.data), undefer(JobRow.sample_weight))
+            ).one()
+            model = session.scalars(
+                select(ModelRow)
+                .where(ModelRow.id == claim.model_id)
+                .options(undefer(ModelRow.parameters))
+            ).one()
+            if job.dataset_id is not None:
+                data = load_matrix(session=session, dataset_id=job.dataset_id)
+            else:
+                data = array_from_blob(job.data)
+            weights = None if job.sample_weight is None else array_from_blob(job.sample_weight)
+            warm = None
+            if job.warm_start and model.version > 0 and model.parameters is not None:
+                warm = MixtureParameters.from_bytes(model.parameters)
+            session.expunge(model)
+            return _FitInputs(model, data, weights, warm, job.dataset_id)
+
+    def _run(self, claim: jobs.Claim) -> None:
+        started = time.perf_counter()
+        try:
+            inputs = self._load(claim)
+        except ServiceError as exc:  # the dataset was deleted after the job was queued
+            self._fail(claim, "invalid_input", str(exc))
+            return
+        except Exception as exc:  # the model was deleted: its jobs went with it
+            log.info(
+                "job vanished before it ran", extra={"job_id": claim.job_id, "error": repr(exc)}
+            )
+            return
+        model = inputs.model
+        progress: dict[str, Any] = {}
+
+        with _Lease(self, claim) as lease:
+
+            def on_iteration(p: FitProgress) -> bool:
+                progress.update(
+                    init=p.init,
+                    n_init=p.n_init,
+                    iteration=p.iteration,
+                    max_iter=p.max_iter,
+                    lower_bound=p.lower_bound,
+                )
+                return not lease.touch(dict(progress))
+
+            try:
+                result = fit_mixture(
+                    inputs.data,
+                    fit_config(model),
+                    sample_weight=inputs.sample_weight,
+                    warm_start=inputs.warm_start,
+                    callback=on_iteration,
+                )
+            except FitCancelled:
+                self._stopped(claim, lease)
+                return
+            except GMMError as exc:
+                self._fail(claim, exc.kind, str(exc))
+                return
+            except Exception as exc:
+                log.exception("fit crashed", extra={"job_id": claim.job_id})
+                self._fail(claim, "internal_error", f"the fit failed unexpectedly: {exc!r}")
+                return
+
+        parameters = result.parameters
+        summary = {
+            "converged": result.converged,
+            "n_iter": result.n_iter,
+            "lower_bound": result.lower_bound,
+            "bic": parameters.bic(inputs.data, inputs.sample_weight),
+            "aic": parameters.aic(inputs.data, inputs.sample_weight),
+            "n_samples": int(result.n_samples),
+            "dataset_id": inputs.dataset_id,
+        }
+        threshold = anomaly_threshold(
+            parameters, inputs.data, inputs.sample_weight, model.contamination
+        )
+        with self.database.session() as session:
+            stored = jobs.succeed(
+                session=session,
+                job_id=claim.job_id,
+                worker_id=self.worker_id,
+                result=summary,
+                progress=progress or None,
+                model_values=dict(
+                    parameters=parameters.to_bytes(),
+                    n_features=parameters.n_features,
+                    fit_summary=summary,
+                    anomaly_threshold=threshold,
+                ),
+            )
+        if not stored:  # cancelled at the last moment, lost, or the model was deleted
+            with self.database.session() as session:
+                jobs.finish_cancelled(
+                    session=session, job_id=claim.job_id, worker_id=self.worker_id
+                )
+        log.info(
+            "job finished",
+            extra={
+                "job_id": claim.job_id,
+                "stored": stored,
+                "n_iter": result.n_iter,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def _stopped(self, claim: jobs.Claim, lease: _Lease) -> None:
+        if lease.timed_out:
+            self._fail(
+                claim,
+                "timeout",
+                f"the fit ran longer than {self.settings.job_timeout_seconds:g} s (job_timeout_seconds)",
+            )
+            return
+        with self.database.session() as session:
+            jobs.finish_cancelled(session=session, job_id=claim.job_id, worker_id=self.worker_id)
+
+    def _fail(self, claim: jobs.Claim, kind: str, detail: str) -> None:
+        log.info("job failed", extra={"job_id": claim.job_id, "error_type": kind})
+        with self.database.session() as session:
+            jobs.fail(
+                session=session,
+                job_id=claim.job_id,
+                worker_id=self.worker_id,
+                error={"type": kind, "detail": detail},
+            )
