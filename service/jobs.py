@@ -81,6 +81,7 @@ def enqueue_fit(
     warm_start: bool,
 ) -> JobRow:
     """Queue a fit of ``model``; 409 if one is already queued or running."""
+    model_id = model.id  # a failed flush expires ``model``
     job = JobRow(
         id=new_id("job"),
         model_id=model.id,
@@ -105,7 +106,7 @@ def enqueue_fit(
         session.flush()
     except IntegrityError:  # the partial unique index on active jobs per model
         raise Conflict(
-            f"model {model.id!r} already has a fit queued or running; wait for it or cancel it"
+            f"model {model_id!r} already has a fit queued or running; wait for it or cancel it"
         ) from None
     model.status = ModelStatus.fitting
     return job

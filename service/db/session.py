@@ -51,8 +51,15 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
-        with self.sessionmaker() as session, session.begin():
+        session = self.sessionmaker()
+        try:
             yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

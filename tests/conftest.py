@@ -1,0 +1,114 @@
+"""Databases for the tests: a fresh SQLite file per test, and the real PostgreSQL.
+
+PostgreSQL tests read ``GMM_TEST_POSTGRES_URL``. Unset, they are skipped with a
+visible reason; set but unreachable, they fail (CI sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service.api import create_app
+from service.config import Settings
+from service.db import Database
+from service.db.migrate import upgrade
+
+POSTGRES_URL = os.environ.get("GMM_TEST_POSTGRES_URL")
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def _psycopg(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A database of its own on the PostgreSQL server, for this test run."""
+    if not POSTGRES_URL:
+        pytest.skip("GMM_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
+    admin = create_engine(_psycopg(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    name = f"gmm_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(_psycopg(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server_url: str) -> str:
+    database = Database(postgres_server_url)
+    upgrade(database.engine)
+    database.dispose()
+    return postgres_server_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'gmm.db'}"
+        database = Database(url)
+        upgrade(database.engine)
+        database.dispose()
+        return url
+    url = request.getfixturevalue("migrated_postgres")
+    database = Database(url)
+    with database.engine.begin() as connection:
+        connection.execute(text("TRUNCATE jobs, models, datasets CASCADE"))
+    database.dispose()
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        worker_poll_seconds=0.02,
+        progress_interval_seconds=0.0,
+        lease_seconds=5.0,
+    )
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.resolved_database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, database: Database) -> Iterator[TestClient]:
+    """The app over HTTP (httpx), with its embedded worker running."""
+    with TestClient(create_app(settings, database=database)) as client:
+        yield client
+
+
+@pytest.fixture
+def idle_client(settings: Settings, database: Database) -> Iterator[TestClient]:
+    """The app without a worker: fits stay queued."""
+    with TestClient(create_app(settings, database=database, embedded_worker=False)) as client:
+        yield client
+
+
+def wait_for_job(client: TestClient, job_id: str, timeout: float = 60.0, until=TERMINAL) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in until:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
