@@ -122,7 +122,7 @@ def cancel(*, session: Session, job_id: str) -> JobRow:
         .values(status=JobStatus.cancelled, finished_at=now)
     ).rowcount
     if stopped:
-        _settle_model(session, job.model_id, succeeded=False)
+        _settle_model(session, job.model_id, failed=False)
     else:
         asked = session.execute(
             update(JobRow)
@@ -181,7 +181,7 @@ def _fail_exhausted(session: Session, now: datetime, max_attempts: int) -> None:
             )
         ).rowcount
         if lost:
-            _settle_model(session, job.model_id, succeeded=False)
+            _settle_model(session, job.model_id, failed=True)
 
 
 def claim(
@@ -302,7 +302,7 @@ def fail(*, session: Session, job_id: str, worker_id: str, error: dict[str, str]
         .returning(JobRow.model_id)
     ).first()
     if done is not None:
-        _settle_model(session, done.model_id, succeeded=False, failed=True)
+        _settle_model(session, done.model_id, failed=True)
     return done is not None
 
 
@@ -314,7 +314,7 @@ def finish_cancelled(*, session: Session, job_id: str, worker_id: str) -> bool:
         .returning(JobRow.model_id)
     ).first()
     if done is not None:
-        _settle_model(session, done.model_id, succeeded=False)
+        _settle_model(session, done.model_id, failed=False)
     return done is not None
 
 
@@ -334,14 +334,12 @@ def release(*, session: Session, job_id: str, worker_id: str) -> bool:
     )
 
 
-def _settle_model(
-    session: Session, model_id: str, *, succeeded: bool, failed: bool = False
-) -> None:
+def _settle_model(session: Session, model_id: str, *, failed: bool) -> None:
     """After a fit that stored nothing: back to ready if fitted before, else new/failed."""
     active = session.scalar(
         select(JobRow.id).where(JobRow.model_id == model_id, JobRow.status.in_(ACTIVE_JOB_STATUSES))
     )
-    if active is not None or succeeded:
+    if active is not None:
         return
     unfitted = ModelStatus.failed if failed else ModelStatus.new
     model = session.get(ModelRow, model_id)
