@@ -25,15 +25,27 @@ def _queue(database: Database, settings, n_jobs: int) -> list[str]:
             model = create_model(
                 session=session,
                 config=dict(
-                    name=f"m{i}", n_components=2, covariance_type="diag", tol=1e-3, reg_covar=1e-6,
-                    max_iter=50, n_init=1, init_params="kmeans", random_state=i, dtype="float64",
+                    name=f"m{i}",
+                    n_components=2,
+                    covariance_type="diag",
+                    tol=1e-3,
+                    reg_covar=1e-6,
+                    max_iter=50,
+                    n_init=1,
+                    init_params="kmeans",
+                    random_state=i,
+                    dtype="float64",
                     contamination=0.01,
                 ),
                 settings=settings,
             )
             job = request_fit(
-                session=session, model_id=model.id, dataset_id=None, data=data,
-                sample_weight=None, warm_start=False,
+                session=session,
+                model_id=model.id,
+                dataset_id=None,
+                data=data,
+                sample_weight=None,
+                warm_start=False,
             )
             ids.append(job.id)
     return ids

@@ -1,0 +1,46 @@
+# The two commands a new user needs: `make serve` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test lint format bench bench-quick openapi clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+## serve: migrate a SQLite database under ./data and serve on 127.0.0.1:8000 with the embedded worker
+serve: $(VENV)/.installed
+	$(BIN)/gmm-service serve
+
+## test: the whole suite (PostgreSQL tests run when GMM_TEST_POSTGRES_URL is set)
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check service tests bench migrations
+	$(BIN)/ruff format --check service tests bench migrations
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix service tests bench migrations
+	$(BIN)/ruff format service tests bench migrations
+
+openapi: $(VENV)/.installed
+	$(BIN)/gmm-service openapi
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_em.py
+
+bench-quick: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_em.py --quick
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -1,0 +1,75 @@
+"""What can be checked of the Docker image and the compose stack without a Docker engine."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from service.cli import main
+from service.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS_VARIABLES = {f"GMM_{name.upper()}" for name in Settings.model_fields}
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def test_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user():
+    text = _dockerfile()
+    assert len(re.findall(r"^FROM python:3\.11-slim", text, re.M)) == 2
+    assert "COPY --from=build /opt/venv /opt/venv" in text
+    assert re.search(r"^USER gmm$", text, re.M)
+    assert re.search(r"HEALTHCHECK .*\n.*/healthz", text)
+    assert text.rstrip().endswith('CMD ["gmm-service", "serve"]')
+
+
+def test_dockerfile_installs_this_project_as_the_tests_do():
+    assert re.search(r"^RUN pip install \.$", _dockerfile(), re.M)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["gmm-service"] == "service.cli:main"
+
+
+def test_dockerfile_sets_only_variables_the_settings_read():
+    assigned = set(re.findall(r"(GMM_[A-Z_]+)=", _dockerfile()))
+    assert assigned and assigned <= SETTINGS_VARIABLES
+
+
+def test_compose_has_postgres_migrate_api_and_a_scalable_worker():
+    services = _compose()["services"]
+    assert set(services) == {"postgres", "migrate", "api", "worker"}
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "pgdata" in _compose()["volumes"]
+    assert "container_name" not in services["worker"]  # --scale worker=N needs that
+    assert "ports" not in services["worker"]
+
+
+def test_compose_services_wait_for_a_healthy_database_and_run_real_commands():
+    services = _compose()["services"]
+    for name in ("migrate", "api", "worker"):
+        service = services[name]
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        program, command, *_ = service["command"]
+        assert program == "gmm-service" and command in main.commands
+    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "--no-embedded-worker" in services["api"]["command"]
+
+
+def test_compose_sets_only_variables_the_settings_read():
+    for service in ("migrate", "api", "worker"):
+        environment = _compose()["services"][service]["environment"]
+        assert set(environment) <= SETTINGS_VARIABLES
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(v for v in SETTINGS_VARIABLES if f"`{v}`" not in readme)
+    assert not missing, f"README's configuration table lacks {missing}"
