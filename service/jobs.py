@@ -246,11 +246,14 @@ def renew(
     worker_id: str,
     lease_seconds: float,
     progress: dict[str, Any] | None = None,
+    lower_bound_history: list[float] | None = None,
 ) -> bool:
     """Extend the lease (and record progress). False: the job was lost or asked to stop."""
     values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_seconds)}
     if progress is not None:
         values["progress"] = progress
+    if lower_bound_history is not None:
+        values["lower_bound_history"] = lower_bound_history
     return bool(
         session.execute(
             update(JobRow)
@@ -267,10 +270,16 @@ def succeed(
     worker_id: str,
     result: dict[str, Any],
     progress: dict[str, Any] | None,
+    lower_bound_history: list[float],
     model_values: dict[str, Any],
 ) -> bool:
     """Finish the job and store the fitted model, in the caller's one transaction."""
-    values: dict[str, Any] = dict(status=JobStatus.succeeded, result=result, finished_at=utcnow())
+    values: dict[str, Any] = dict(
+        status=JobStatus.succeeded,
+        result=result,
+        finished_at=utcnow(),
+        lower_bound_history=lower_bound_history,
+    )
     if progress:
         values["progress"] = progress
     done = session.execute(
@@ -328,6 +337,7 @@ def release(*, session: Session, job_id: str, worker_id: str) -> bool:
                 status=JobStatus.queued,
                 worker_id=None,
                 lease_expires_at=None,
+                started_at=None,
                 attempts=JobRow.attempts - 1,
             )
         ).rowcount

@@ -12,7 +12,7 @@ from .cache import ModelCache
 from .config import Settings
 from .datasets import get_dataset
 from .db.tables import JobRow, ModelRow, ModelStatus, new_id
-from .errors import Conflict, FieldError, Invalid, NotFound
+from .errors import Conflict, FieldError, Invalid, NotFound, PreconditionFailed
 from .gmm import FitConfig, MixtureParameters
 from .jobs import enqueue_fit
 from .matrices import array_to_blob
@@ -27,6 +27,7 @@ __all__ = [
     "fitted_parameters",
     "get_model",
     "list_models",
+    "model_etag",
     "predict",
     "request_fit",
     "sample",
@@ -82,8 +83,22 @@ def list_models(*, session: Session, limit: int, cursor: str | None) -> Page:
     return paginate(session, select(ModelRow), ModelRow, limit=limit, cursor=cursor)
 
 
-def delete_model(*, session: Session, model_id: str) -> None:
-    """Delete the model with its parameters and jobs (a running fit then stores nothing)."""
+def model_etag(model: ModelRow) -> str:
+    """A strong validator that changes whenever the model does."""
+    return f'"{model.version}-{int(model.updated_at.timestamp() * 1_000_000)}"'
+
+
+def delete_model(*, session: Session, model_id: str, if_match: str | None = None) -> None:
+    """Delete the model with its parameters and jobs (a running fit then stores nothing).
+
+    With ``if_match``, only if the model's ETag is still that one (412 otherwise).
+    """
+    if if_match is not None and if_match.strip() != "*":
+        model = get_model(session=session, model_id=model_id)
+        if model_etag(model) not in [tag.strip() for tag in if_match.split(",")]:
+            raise PreconditionFailed(
+                f"model {model_id!r} changed since that ETag was read; read it again"
+            )
     session.execute(delete(JobRow).where(JobRow.model_id == model_id))
     if session.execute(delete(ModelRow).where(ModelRow.id == model_id)).rowcount == 0:
         raise NotFound(f"model {model_id!r} does not exist")

@@ -231,6 +231,9 @@ class JobRead(BaseModel):
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     progress: JobProgress
     result: FitSummary | None
+    lower_bound_history: list[float] = Field(
+        description="Mean log-likelihood after each EM iteration (of the best initialisation)."
+    )
     error: JobError | None
     attempts: int
     created_at: datetime

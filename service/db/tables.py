@@ -154,6 +154,7 @@ class JobRow(Base):
     )
     progress: Mapped[dict] = mapped_column(JSON)
     result: Mapped[dict | None] = mapped_column(JSON)
+    lower_bound_history: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     error: Mapped[dict | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     warm_start: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -75,11 +75,18 @@ class _Lease:
         while not self._done.wait(interval):
             self.touch(None, force=True)
 
-    def touch(self, progress: dict[str, Any] | None, force: bool = False) -> bool:
+    def touch(
+        self,
+        progress: dict[str, Any] | None,
+        history: list[float] | None = None,
+        force: bool = False,
+    ) -> bool:
         """Renew (rate-limited unless forced); False once the job must stop."""
         now = time.monotonic()
         if now > self.deadline:
             self.timed_out = self.stopped = True
+        if self.worker.stop_event.is_set():  # draining: hand the job back
+            self.stopped = True
         with self._lock:
             if self.stopped:
                 return False
@@ -93,6 +100,7 @@ class _Lease:
                     worker_id=self.worker.worker_id,
                     lease_seconds=self.settings.lease_seconds,
                     progress=progress,
+                    lower_bound_history=history,
                 )
             if not held:
                 self.stopped = True
@@ -197,6 +205,7 @@ class Worker:
             return
         model = inputs.model
         progress: dict[str, Any] = {}
+        history: list[float] = []
 
         with _Lease(self, claim) as lease:
 
@@ -249,6 +258,7 @@ class Worker:
                 worker_id=self.worker_id,
                 result=summary,
                 progress=progress or None,
+                lower_bound_history=result.lower_bound_history,
                 model_values=dict(
                     parameters=parameters.to_bytes(),
                     n_features=parameters.n_features,
@@ -272,6 +282,14 @@ class Worker:
         )
 
     def _stopped(self, claim: jobs.Claim, lease: _Lease) -> None:
+        if self.stop_event.is_set() and not lease.timed_out:
+            with self.database.session() as session:
+                released = jobs.release(
+                    session=session, job_id=claim.job_id, worker_id=self.worker_id
+                )
+            if released:
+                log.info("job released to the queue", extra={"job_id": claim.job_id})
+                return
         if lease.timed_out:
             self._fail(
                 claim,

@@ -1,5 +1,7 @@
 """/v1/jobs over HTTP: reading, listing and cancelling fits."""
 
+import json
+
 import numpy as np
 
 from ..conftest import wait_for_job
@@ -53,3 +55,35 @@ def test_cancelling_a_finished_job_is_409(client):
 def test_unknown_job_is_404(idle_client):
     assert_problem(idle_client.get("/v1/jobs/job_nope"), 404)
     assert_problem(idle_client.post("/v1/jobs/job_nope/cancel"), 404)
+
+
+def test_a_succeeded_job_keeps_its_lower_bound_history(client):
+    job = wait_for_job(client, _queue_fit(client)["id"])
+    history = job["lower_bound_history"]
+    assert len(history) == job["result"]["n_iter"]
+    assert history[-1] == job["result"]["lower_bound"]
+    assert all(b >= a - 1e-9 for a, b in zip(history, history[1:], strict=False))
+
+
+def test_events_stream_progress_then_the_final_state(client):
+    data = np.random.default_rng(0).normal(size=(5000, 3))
+    model_id = create_model(client, n_components=4, max_iter=60, tol=0.0)
+    job = client.post(f"/v1/models/{model_id}/fit", json={"data": data.tolist()}).json()
+    events = []
+    with client.stream("GET", f"/v1/jobs/{job['id']}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((name, json.loads(line.split(":", 1)[1])))
+    names = [n for n, _ in events]
+    assert names[-1] == "succeeded" and set(names[:-1]) <= {"progress"}
+    assert events[-1][1]["result"]["n_iter"] == 60
+    iterations = [payload["iteration"] for n, payload in events if n == "progress"]
+    assert iterations == sorted(iterations)
+
+
+def test_events_of_an_unknown_job_are_404(idle_client):
+    assert_problem(idle_client.get("/v1/jobs/job_nope/events"), 404)

@@ -304,3 +304,23 @@ def test_deleting_a_model_mid_fit_leaves_no_orphans(client):
     # The worker notices, stops the fit, and takes the next job.
     follow_up = fitted_model(client)
     assert client.get(f"/v1/models/{follow_up}").json()["status"] == "ready"
+
+
+def test_models_carry_an_etag_that_changes_with_a_fit(client):
+    created = client.post("/v1/models", json={"n_components": 3, "random_state": 0})
+    model_id, etag = created.json()["id"], created.headers["etag"]
+    assert client.get(f"/v1/models/{model_id}").headers["etag"] == etag
+    job = client.post(f"/v1/models/{model_id}/fit", json={"data": three_blobs().tolist()}).json()
+    wait_for_job(client, job["id"])
+    assert client.get(f"/v1/models/{model_id}").headers["etag"] != etag
+
+
+def test_delete_with_a_stale_if_match_is_412_and_keeps_the_model(client):
+    created = client.post("/v1/models", json={"n_components": 3, "random_state": 0})
+    model_id, stale = created.json()["id"], created.headers["etag"]
+    job = client.post(f"/v1/models/{model_id}/fit", json={"data": three_blobs().tolist()}).json()
+    wait_for_job(client, job["id"])
+    assert_problem(client.delete(f"/v1/models/{model_id}", headers={"If-Match": stale}), 412)
+    assert client.get(f"/v1/models/{model_id}").status_code == 200
+    fresh = client.get(f"/v1/models/{model_id}").headers["etag"]
+    assert client.delete(f"/v1/models/{model_id}", headers={"If-Match": fresh}).status_code == 204

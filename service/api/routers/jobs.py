@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+import anyio
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ... import jobs
+from ...db import Database
 from ...db.tables import JobStatus
 from ..deps import CursorQuery, DatabaseDep, LimitQuery
 from ..problems import problems
@@ -56,3 +60,53 @@ def get_job(job_id: str, database: DatabaseDep) -> JobRead:
 def cancel_job(job_id: str, database: DatabaseDep) -> JobRead:
     with database.session() as session:
         return JobRead.model_validate(jobs.cancel(session=session, job_id=job_id))
+
+
+def _read_job(database: Database, job_id: str) -> JobRead:
+    with database.session() as session:
+        return JobRead.model_validate(jobs.get_job(session=session, job_id=job_id))
+
+
+def _existing_job(job_id: str, database: DatabaseDep) -> JobRead:
+    """404 before the stream starts, for an unknown job."""
+    return _read_job(database, job_id)
+
+
+POLL_SECONDS = 0.2
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses=problems(404, 422),
+    summary="Server-Sent Events: the job's progress, then its final state",
+    description=(
+        "A `progress` event whenever the job's progress changes, then one event named "
+        "after the final state (`succeeded`, `failed` or `cancelled`) with the whole job, "
+        "and the stream closes. Progress is read from the database, so any API replica "
+        "can serve it. Try `curl -N`."
+    ),
+)
+async def job_events(
+    job_id: str, database: DatabaseDep, first: Annotated[JobRead, Depends(_existing_job)]
+) -> AsyncIterator[ServerSentEvent]:
+    job, last = first, None
+    while True:
+        state = (job.status, job.progress.model_dump())
+        if state != last:
+            last = state
+            event = job.status if job.status in ("succeeded", "failed", "cancelled") else "progress"
+            payload = (
+                job.model_dump(mode="json")
+                if event != "progress"
+                else {"status": job.status, **job.progress.model_dump(mode="json")}
+            )
+            yield ServerSentEvent(event=event, data=payload, id=str(job.progress.iteration))
+            if event != "progress":
+                return
+        await anyio.sleep(POLL_SECONDS)
+        try:
+            job = await anyio.to_thread.run_sync(_read_job, database, job_id)
+        except Exception:  # deleted with its model while we watched
+            yield ServerSentEvent(event="deleted", data={"id": job_id})
+            return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response, status
 
 from ... import models
 from ...matrices import matrix_from_rows
@@ -36,9 +38,13 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
     responses=problems(413, 422),
     summary="Create an unfitted model",
 )
-def create_model(body: ModelCreate, database: DatabaseDep, settings: SettingsDep) -> ModelRead:
+def create_model(
+    body: ModelCreate, response: Response, database: DatabaseDep, settings: SettingsDep
+) -> ModelRead:
     with database.session() as session:
         row = models.create_model(session=session, config=body.model_dump(), settings=settings)
+        response.headers["ETag"] = models.model_etag(row)
+        response.headers["Location"] = f"/v1/models/{row.id}"
         return ModelRead.model_validate(row)
 
 
@@ -56,21 +62,29 @@ def list_models(
 @router.get(
     "/{model_id}", response_model=ModelRead, responses=problems(404, 422), summary="Read a model"
 )
-def get_model(model_id: str, database: DatabaseDep) -> ModelRead:
+def get_model(model_id: str, response: Response, database: DatabaseDep) -> ModelRead:
     with database.session() as session:
-        return ModelRead.model_validate(models.get_model(session=session, model_id=model_id))
+        row = models.get_model(session=session, model_id=model_id)
+        response.headers["ETag"] = models.model_etag(row)
+        return ModelRead.model_validate(row)
 
 
 @router.delete(
     "/{model_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problems(404, 422),
+    responses=problems(404, 412, 422),
     summary="Delete a model with its parameters and jobs",
 )
-def delete_model(model_id: str, database: DatabaseDep) -> Response:
+def delete_model(
+    model_id: str,
+    database: DatabaseDep,
+    if_match: Annotated[
+        str | None, Header(description="Delete only if the model's ETag still matches.")
+    ] = None,
+) -> Response:
     with database.session() as session:
-        models.delete_model(session=session, model_id=model_id)
+        models.delete_model(session=session, model_id=model_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

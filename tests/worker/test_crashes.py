@@ -1,0 +1,130 @@
+"""Jobs survive crashes: a killed worker's job is re-run, a stopped one is handed back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from service.db import Database
+from service.db.tables import JobRow, JobStatus, ModelRow
+from service.gmm import MixtureParameters
+from service.models import create_model, request_fit
+
+from ..conftest import wait_for_job
+
+CONFIG = dict(
+    name="slow",
+    n_components=6,
+    covariance_type="full",
+    tol=0.0,
+    reg_covar=1e-6,
+    max_iter=400,
+    n_init=1,
+    init_params="kmeans",
+    random_state=0,
+    dtype="float64",
+    contamination=0.01,
+)
+
+
+def _queue_slow_fit(database: Database, settings, **overrides) -> tuple[str, str]:
+    data = np.random.default_rng(0).normal(size=(40000, 3))
+    with database.session() as session:
+        model = create_model(session=session, config={**CONFIG, **overrides}, settings=settings)
+        job = request_fit(
+            session=session,
+            model_id=model.id,
+            dataset_id=None,
+            data=data,
+            sample_weight=None,
+            warm_start=False,
+        )
+        return model.id, job.id
+
+
+def _worker(database_url: str, lease_seconds: float = 1.0) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "GMM_DATABASE_URL": database_url,
+        "GMM_WORKER_POLL_SECONDS": "0.05",
+        "GMM_LEASE_SECONDS": str(lease_seconds),
+        "GMM_PROGRESS_INTERVAL_SECONDS": "0.05",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _job(database: Database, job_id: str) -> JobRow:
+    with database.session() as session:
+        return session.get(JobRow, job_id)
+
+
+def _wait(database: Database, job_id: str, predicate, timeout: float = 60.0) -> JobRow:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = _job(database, job_id)
+        if predicate(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached the state: {job.status}, {job.progress}")
+
+
+def test_a_job_whose_worker_is_killed_is_rerun_by_another(database, settings):
+    model_id, job_id = _queue_slow_fit(database, settings)
+    first = _worker(settings.resolved_database_url)
+    _wait(
+        database, job_id, lambda j: j.status == JobStatus.running and j.progress["iteration"] >= 3
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = _worker(settings.resolved_database_url)
+    try:
+        job = _wait(
+            database, job_id, lambda j: j.status not in (JobStatus.queued, JobStatus.running)
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    assert job.status == JobStatus.succeeded and job.attempts == 2
+    assert len(job.lower_bound_history) == CONFIG["max_iter"]  # one complete fit, from the start
+    with database.session() as session:
+        model = session.get(ModelRow, model_id)
+        assert model.version == 1
+        stored = MixtureParameters.from_bytes(model.parameters)
+    assert stored.n_components == CONFIG["n_components"]
+
+
+def test_sigterm_hands_the_running_job_back_and_exits_zero(database, settings):
+    _, job_id = _queue_slow_fit(database, settings, max_iter=10000)
+    worker = _worker(settings.resolved_database_url, lease_seconds=30)
+    _wait(
+        database, job_id, lambda j: j.status == JobStatus.running and j.progress["iteration"] >= 2
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.stderr.read().decode()[-2000:]
+    job = _job(database, job_id)
+    assert (job.status, job.attempts, job.worker_id) == (JobStatus.queued, 0, None)
+
+
+@pytest.mark.parametrize("stop", ["restart"])
+def test_restarting_the_api_loses_no_queued_job(settings, database, stop):
+    data = np.random.default_rng(1).normal(size=(300, 2))
+    with TestClient(create_app(settings, database=database, embedded_worker=False)) as client:
+        model_id = client.post("/v1/models", json={"n_components": 2}).json()["id"]
+        job_id = client.post(f"/v1/models/{model_id}/fit", json={"data": data.tolist()}).json()[
+            "id"
+        ]
+    with TestClient(create_app(settings, database=database)) as client:
+        assert wait_for_job(client, job_id)["status"] == "succeeded"
