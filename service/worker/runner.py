@@ -210,6 +210,9 @@ class Worker:
         with _Lease(self, claim) as lease:
 
             def on_iteration(p: FitProgress) -> bool:
+                if p.iteration == 1:  # a new initialisation starts its own history
+                    history.clear()
+                history.append(p.lower_bound)
                 progress.update(
                     init=p.init,
                     n_init=p.n_init,
@@ -217,7 +220,7 @@ class Worker:
                     max_iter=p.max_iter,
                     lower_bound=p.lower_bound,
                 )
-                return not lease.touch(dict(progress))
+                return not lease.touch(dict(progress), list(history))
 
             try:
                 result = fit_mixture(
