@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from ..cache import ModelCache
 from ..config import Settings
 from ..db import Database
 
-__all__ = ["CacheDep", "CursorQuery", "DatabaseDep", "LimitQuery", "SettingsDep"]
+__all__ = [
+    "CacheDep",
+    "CursorQuery",
+    "DatabaseDep",
+    "IdempotencyKeyHeader",
+    "LimitQuery",
+    "SettingsDep",
+]
 
 
 def _database(request: Request) -> Database:
@@ -31,4 +38,14 @@ CacheDep = Annotated[ModelCache, Depends(_cache)]
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
 CursorQuery = Annotated[
     str | None, Query(max_length=500, description="next_cursor of the previous page.")
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retrying with the same key and body returns the first answer "
+        "and creates nothing new; the same key with another body is 422.",
+    ),
 ]

@@ -8,7 +8,9 @@ import numpy as np
 import orjson
 from fastapi.responses import JSONResponse
 
-__all__ = ["NumpyJSONResponse", "ProblemResponse"]
+from ..idempotency import Answer
+
+__all__ = ["NumpyJSONResponse", "ProblemResponse", "answer_response"]
 
 
 class NumpyJSONResponse(JSONResponse):
@@ -27,3 +29,8 @@ def _contiguous(value: Any) -> Any:
 
 class ProblemResponse(JSONResponse):
     media_type = "application/problem+json"
+
+
+def answer_response(answer: Answer) -> JSONResponse:
+    """The HTTP response of a (possibly replayed) idempotent answer."""
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=answer.headers)

@@ -31,6 +31,7 @@ __all__ = [
     "ACTIVE_JOB_STATUSES",
     "Base",
     "DatasetRow",
+    "IdempotencyRow",
     "JobRow",
     "JobStatus",
     "ModelRow",
@@ -171,3 +172,17 @@ class JobRow(Base):
 def new_id(prefix: str) -> str:
     """An opaque id: a type prefix and 20 random hex digits."""
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+class IdempotencyRow(Base):
+    """The first answer to a request that carried an ``Idempotency-Key``."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict] = mapped_column(JSON)
+    headers: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from ... import datasets
 from ...errors import ServiceError
+from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_csv, matrix_from_npy, matrix_from_rows
-from ..deps import CursorQuery, DatabaseDep, LimitQuery, SettingsDep
+from ..deps import CursorQuery, DatabaseDep, IdempotencyKeyHeader, LimitQuery, SettingsDep
 from ..problems import invalid_from, problems
+from ..responses import answer_response
 from ..schemas import DatasetCreate, DatasetList, DatasetRead
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -58,7 +62,8 @@ async def create_dataset(
         str | None,
         Query(max_length=200, pattern=r"^[^\x00]*$", description="For CSV and .npy bodies."),
     ] = None,
-) -> DatasetRead:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
     limits = dict(max_rows=settings.max_rows, max_features=settings.max_features)
@@ -75,9 +80,21 @@ async def create_dataset(
         matrix = matrix_from_npy(body, **limits)
     else:
         raise UnsupportedMediaType(content_type)
-    with database.session() as session:
+
+    def run(session: Session) -> Answer:
         row = datasets.create_dataset(session=session, name=name, matrix=matrix)
-        return DatasetRead.model_validate(row)
+        headers = {"Location": f"/v1/datasets/{row.id}"}
+        return Answer(201, DatasetRead.model_validate(row).model_dump(mode="json"), headers)
+
+    return answer_response(
+        run_once(
+            database=database,
+            scope="POST /v1/datasets",
+            key=idempotency_key,
+            request_fingerprint=fingerprint(content_type, name or "", body),
+            run=run,
+        )
+    )
 
 
 @router.get("", response_model=DatasetList, responses=problems(422), summary="List datasets")

@@ -5,12 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from ... import models
+from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_rows
-from ..deps import CacheDep, CursorQuery, DatabaseDep, LimitQuery, SettingsDep
+from ..deps import (
+    CacheDep,
+    CursorQuery,
+    DatabaseDep,
+    IdempotencyKeyHeader,
+    LimitQuery,
+    SettingsDep,
+)
 from ..problems import problems
-from ..responses import NumpyJSONResponse
+from ..responses import NumpyJSONResponse, answer_response
 from ..schemas import (
     AnomalyRequest,
     AnomalyResponse,
@@ -39,13 +49,25 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
     summary="Create an unfitted model",
 )
 def create_model(
-    body: ModelCreate, response: Response, database: DatabaseDep, settings: SettingsDep
-) -> ModelRead:
-    with database.session() as session:
+    body: ModelCreate,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    def run(session: Session) -> Answer:
         row = models.create_model(session=session, config=body.model_dump(), settings=settings)
-        response.headers["ETag"] = models.model_etag(row)
-        response.headers["Location"] = f"/v1/models/{row.id}"
-        return ModelRead.model_validate(row)
+        headers = {"Location": f"/v1/models/{row.id}", "ETag": models.model_etag(row)}
+        return Answer(201, ModelRead.model_validate(row).model_dump(mode="json"), headers)
+
+    return answer_response(
+        run_once(
+            database=database,
+            scope="POST /v1/models",
+            key=idempotency_key,
+            request_fingerprint=fingerprint(body.model_dump_json()),
+            run=run,
+        )
+    )
 
 
 @router.get("", response_model=ModelList, responses=problems(422), summary="List models")
@@ -98,16 +120,17 @@ def delete_model(
 def fit_model(
     model_id: str,
     body: FitRequest,
-    response: Response,
     database: DatabaseDep,
     settings: SettingsDep,
-) -> JobRead:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     data = None
     if body.data is not None:
         data = matrix_from_rows(
             body.data, max_rows=settings.max_rows, max_features=settings.max_features
         )
-    with database.session() as session:
+
+    def run(session: Session) -> Answer:
         job = models.request_fit(
             session=session,
             model_id=model_id,
@@ -116,8 +139,18 @@ def fit_model(
             sample_weight=body.sample_weight,
             warm_start=body.warm_start,
         )
-        response.headers["Location"] = f"/v1/jobs/{job.id}"
-        return JobRead.model_validate(job)
+        job_json = JobRead.model_validate(job).model_dump(mode="json")
+        return Answer(202, job_json, {"Location": f"/v1/jobs/{job.id}"})
+
+    return answer_response(
+        run_once(
+            database=database,
+            scope=f"POST /v1/models/{model_id}/fit",
+            key=idempotency_key,
+            request_fingerprint=fingerprint(body.model_dump_json()),
+            run=run,
+        )
+    )
 
 
 @router.get(
