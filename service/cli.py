@@ -13,16 +13,15 @@ import click
 from .config import get_settings
 from .db import Database
 from .db.migrate import upgrade
+from .logs import configure_logging
 
 __all__ = ["main"]
 
 DEFAULT_OPENAPI = Path("openapi/openapi.json")
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _logging(settings) -> None:
+    configure_logging(settings.log_level, settings.log_json)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,7 +33,7 @@ def main() -> None:
 def migrate() -> None:
     """Upgrade the database (GMM_DATABASE_URL) to the newest schema."""
     settings = get_settings()
-    _logging(settings.log_level)
+    _logging(settings)
     database = Database(settings.resolved_database_url)
     upgrade(database.engine)
     click.echo(f"database at head: {database.engine.url.render_as_string()}")
@@ -55,7 +54,7 @@ def serve(host: str | None, port: int | None, embedded_worker: bool | None) -> N
     from .api import create_app
 
     settings = get_settings()
-    _logging(settings.log_level)
+    _logging(settings)
     database = Database(settings.resolved_database_url)
     upgrade(database.engine)
     app = create_app(settings, database=database, embedded_worker=embedded_worker)
@@ -64,6 +63,7 @@ def serve(host: str | None, port: int | None, embedded_worker: bool | None) -> N
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # keep our handlers (JSON lines or console)
         timeout_graceful_shutdown=30,
     )
 
@@ -74,7 +74,7 @@ def worker() -> None:
     from .worker import Worker
 
     settings = get_settings()
-    _logging(settings.log_level)
+    _logging(settings)
     runner = Worker(Database(settings.resolved_database_url), settings)
 
     def drain(signum, _frame) -> None:

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port `gmm-service serve` binds.")
     embedded_worker: bool = Field(True, description="Run a fit worker inside the API process.")
     log_level: str = Field("info", description="Log level of the service's loggers.")
+    log_json: bool | None = Field(
+        None, description="JSON log lines; default: JSON unless stderr is a terminal."
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
 
     # Worker
     worker_poll_seconds: float = Field(0.2, gt=0, description="Idle wait between claims.")

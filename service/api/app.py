@@ -11,8 +11,10 @@ from fastapi import FastAPI
 from ..cache import ModelCache
 from ..config import Settings, get_settings
 from ..db import Database
+from ..metrics import Metrics
 from ..worker import Worker
 from .limits import BodySizeLimit
+from .observe import RequestObserver
 from .problems import install_problem_handlers
 from .routers import datasets, health, jobs, models
 from .schemas import DatasetCreate, Problem
@@ -34,12 +36,14 @@ def create_app(
     settings = settings or get_settings()
     database = database or Database(settings.resolved_database_url)
     run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
+    cache = ModelCache(settings.model_cache_size)
+    metrics = Metrics(database, cache)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if run_worker:
-            worker = Worker(database, settings)
+            worker = Worker(database, settings, metrics=metrics)
             worker.start_in_thread()
             app.state.worker = worker
         try:
@@ -56,12 +60,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = database
-    app.state.model_cache = ModelCache(settings.model_cache_size)
+    app.state.model_cache = cache
+    app.state.metrics = metrics
     app.state.worker = None
     install_problem_handlers(app)
     for router in (datasets.router, models.router, jobs.router, health.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver, metrics=metrics)  # outermost: sees every answer
     _document_problems(app)
     return app
 

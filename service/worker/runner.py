@@ -29,6 +29,7 @@ from ..db.tables import JobRow, ModelRow
 from ..errors import ServiceError
 from ..gmm import FitCancelled, FitProgress, GMMError, MixtureParameters, fit_mixture
 from ..matrices import array_from_blob
+from ..metrics import Metrics
 from ..models import anomaly_threshold, fit_config
 
 __all__ = ["Worker"]
@@ -119,10 +120,15 @@ class Worker:
     """
 
     def __init__(
-        self, database: Database, settings: Settings, worker_id: str | None = None
+        self,
+        database: Database,
+        settings: Settings,
+        worker_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
+        self.metrics = metrics
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
         self.last_heartbeat = time.monotonic()
@@ -269,6 +275,9 @@ class Worker:
                     anomaly_threshold=threshold,
                 ),
             )
+        if stored and self.metrics is not None:
+            self.metrics.fit_seconds.observe(time.perf_counter() - started)
+            self.metrics.fit_iterations.observe(result.n_iter)
         if not stored:  # cancelled at the last moment, lost, or the model was deleted
             with self.database.session() as session:
                 jobs.finish_cancelled(

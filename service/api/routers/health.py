@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -64,4 +65,29 @@ def _not_ready(detail: str) -> ProblemResponse:
             "detail": detail,
         },
         status_code=503,
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"},
+        **problems(404),
+    },
+    summary="Prometheus metrics (text format)",
+)
+def metrics(request: Request) -> Response:
+    if not request.app.state.settings.metrics_enabled:
+        return ProblemResponse(
+            {
+                "type": "about:blank",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "metrics are disabled (GMM_METRICS_ENABLED)",
+            },
+            status_code=404,
+        )
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
