@@ -1,0 +1,425 @@
+"""A typed Python client for gmm-service, sync (:class:`Client`) and async (:class:`AsyncClient`).
+
+    from service.client import Client
+
+    with Client("http://127.0.0.1:8000") as gmm:
+        model = gmm.create_model(n_components=3, random_state=0)
+        fitted = gmm.fit(model["id"], data=X, wait=True, progress=True)
+        labels = gmm.predict(model["id"], X)
+
+NumPy arrays go in and come out; matrices are sent as ``.npy`` where the API
+takes them (datasets) and as JSON elsewhere. Every error answer is raised as
+:class:`ProblemError`, which carries the problem+json body.
+
+Each operation is described once (method, path, body, how to read the answer);
+the two clients only differ in how they send it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+__all__ = ["AsyncClient", "Client", "ProblemError"]
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class ProblemError(Exception):
+    """An error answer of the service, with its RFC 9457 problem details."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.type = problem.get("type", "about:blank")
+        self.title = problem.get("title", "")
+        self.detail = problem.get("detail", "")
+        self.errors = problem.get("errors", [])
+        super().__init__(f"{status} {self.title}: {self.detail}")
+
+
+@dataclass
+class _Call:
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], Any]
+    json: Any = None
+    content: bytes | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def request_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"params": {k: v for k, v in self.params.items() if v is not None}}
+        if self.json is not None:
+            kwargs["json"] = self.json
+        if self.content is not None:
+            kwargs["content"] = self.content
+        if self.headers:
+            kwargs["headers"] = self.headers
+        return kwargs
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {"title": response.reason_phrase, "detail": response.text[:500]}
+        raise ProblemError(response.status_code, problem)
+    return response
+
+
+def _json(response: httpx.Response) -> Any:
+    return response.json()
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
+
+
+def _rows(X: Any) -> list[list[float]]:
+    return np.asarray(X, dtype=np.float64).reshape(len(X), -1).tolist()
+
+
+def _npy(X: Any) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(X, dtype=np.float64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _parameters(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    for name in ("weights", "means", "covariances"):
+        body[name] = np.asarray(body[name])
+    return body
+
+
+def _predict(response: httpx.Response) -> Any:
+    body = response.json()
+    labels = np.asarray(body["labels"], dtype=np.intp)
+    if "probabilities" in body:
+        return labels, np.asarray(body["probabilities"])
+    return labels
+
+
+def _score(response: httpx.Response) -> np.ndarray:
+    return np.asarray(response.json()["log_likelihood"])
+
+
+def _anomalies(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    return {
+        "scores": np.asarray(body["scores"]),
+        "is_anomaly": np.asarray(body["is_anomaly"], dtype=bool),
+        "threshold": body["threshold"],
+    }
+
+
+def _sample(response: httpx.Response) -> tuple[np.ndarray, np.ndarray]:
+    body = response.json()
+    return np.asarray(body["samples"]), np.asarray(body["components"], dtype=np.intp)
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}
+
+
+class _Operations:
+    """Every operation of the REST contract, described once."""
+
+    def _call(self, call: _Call) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # datasets
+    def create_dataset(
+        self, data: Any, *, name: str | None = None, idempotency_key: str | None = None
+    ):
+        """Store a matrix (sent as .npy, exactly); returns the Dataset."""
+        headers = {"Content-Type": "application/x-npy", **_idempotency(idempotency_key)}
+        return self._call(
+            _Call(
+                "POST",
+                "/v1/datasets",
+                _json,
+                content=_npy(data),
+                params={"name": name},
+                headers=headers,
+            )
+        )
+
+    def get_dataset(self, dataset_id: str):
+        return self._call(_Call("GET", f"/v1/datasets/{dataset_id}", _json))
+
+    def list_datasets(self, *, limit: int = 50, cursor: str | None = None):
+        return self._call(
+            _Call("GET", "/v1/datasets", _json, params={"limit": limit, "cursor": cursor})
+        )
+
+    def delete_dataset(self, dataset_id: str):
+        return self._call(_Call("DELETE", f"/v1/datasets/{dataset_id}", _nothing))
+
+    # models
+    def create_model(self, *, idempotency_key: str | None = None, **config: Any):
+        """Create an unfitted model; ``config`` as scikit-learn's GaussianMixture."""
+        return self._call(
+            _Call("POST", "/v1/models", _json, json=config, headers=_idempotency(idempotency_key))
+        )
+
+    def get_model(self, model_id: str):
+        return self._call(_Call("GET", f"/v1/models/{model_id}", _json))
+
+    def list_models(self, *, limit: int = 50, cursor: str | None = None):
+        return self._call(
+            _Call("GET", "/v1/models", _json, params={"limit": limit, "cursor": cursor})
+        )
+
+    def delete_model(self, model_id: str, *, if_match: str | None = None):
+        headers = {"If-Match": if_match} if if_match else {}
+        return self._call(_Call("DELETE", f"/v1/models/{model_id}", _nothing, headers=headers))
+
+    def start_fit(
+        self,
+        model_id: str,
+        *,
+        data: Any = None,
+        dataset_id: str | None = None,
+        sample_weight: Any = None,
+        warm_start: bool = False,
+        idempotency_key: str | None = None,
+    ):
+        """Queue a fit; returns the Job (see ``fit(..., wait=True)`` to wait for it)."""
+        body: dict[str, Any] = {"warm_start": warm_start}
+        if data is not None:
+            body["data"] = _rows(data)
+        if dataset_id is not None:
+            body["dataset_id"] = dataset_id
+        if sample_weight is not None:
+            body["sample_weight"] = np.asarray(sample_weight, dtype=np.float64).tolist()
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/fit",
+                _json,
+                json=body,
+                headers=_idempotency(idempotency_key),
+            )
+        )
+
+    def parameters(self, model_id: str):
+        """weights, means, covariances (NumPy arrays), covariance_type and version."""
+        return self._call(_Call("GET", f"/v1/models/{model_id}/parameters", _parameters))
+
+    def predict(self, model_id: str, X: Any, *, return_probabilities: bool = False):
+        """Labels, or (labels, probabilities) with ``return_probabilities``."""
+        body = {"data": _rows(X), "return_probabilities": return_probabilities}
+        return self._call(_Call("POST", f"/v1/models/{model_id}/predict", _predict, json=body))
+
+    def score(self, model_id: str, X: Any):
+        """Per-sample log-likelihood."""
+        return self._call(
+            _Call("POST", f"/v1/models/{model_id}/score", _score, json={"data": _rows(X)})
+        )
+
+    def anomalies(self, model_id: str, X: Any, *, threshold: float | None = None):
+        body: dict[str, Any] = {"data": _rows(X)}
+        if threshold is not None:
+            body["threshold"] = threshold
+        return self._call(_Call("POST", f"/v1/models/{model_id}/anomalies", _anomalies, json=body))
+
+    def sample(self, model_id: str, n_samples: int, *, random_state: int | None = None):
+        """(samples, components)."""
+        body = {"n_samples": n_samples, "random_state": random_state}
+        return self._call(_Call("POST", f"/v1/models/{model_id}/sample", _sample, json=body))
+
+    # jobs
+    def get_job(self, job_id: str):
+        return self._call(_Call("GET", f"/v1/jobs/{job_id}", _json))
+
+    def list_jobs(self, *, model_id: str | None = None, status: str | None = None, limit: int = 50):
+        params = {"model_id": model_id, "status": status, "limit": limit}
+        return self._call(_Call("GET", "/v1/jobs", _json, params=params))
+
+    def cancel_job(self, job_id: str):
+        return self._call(_Call("POST", f"/v1/jobs/{job_id}/cancel", _json))
+
+
+class _EventStream:
+    """Reads Server-Sent Events line by line; returns the final Job when one arrives."""
+
+    def __init__(self, progress: bool) -> None:
+        self.name = "message"
+        self.bar = _ProgressBar(progress)
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        if line.startswith("event:"):
+            self.name = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            payload = json.loads(line.split(":", 1)[1])
+            if self.name == "progress":
+                self.bar.update(payload)
+            elif self.name in TERMINAL:
+                return payload
+        elif not line:
+            self.name = "message"
+        return None
+
+
+class _ProgressBar:
+    """A one-line progress display on stderr (no dependency)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def update(self, progress: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        done = progress["iteration"] / max(1, progress["max_iter"])
+        bar = "#" * int(30 * done)
+        bound = progress.get("lower_bound")
+        bound_text = "" if bound is None else f" lower bound {bound:.6f}"
+        sys.stderr.write(
+            f"\rinit {progress['init'] + 1}/{progress['n_init']} [{bar:<30}] "
+            f"iteration {progress['iteration']}/{progress['max_iter']}{bound_text}"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _finished(job: dict[str, Any]) -> dict[str, Any]:
+    if job["status"] != "succeeded":
+        error = job.get("error") or {}
+        raise ProblemError(
+            409,
+            {
+                "type": f"/problems/job-{job['status']}",
+                "title": f"Fit {job['status']}",
+                "detail": error.get("detail", f"the fit ended {job['status']}"),
+                "job": job,
+            },
+        )
+    return job
+
+
+class Client(_Operations):
+    """Synchronous client.
+
+    Parameters
+    ----------
+    base_url : str
+    api_key : str, optional
+        Sent as ``Authorization: Bearer``.
+    transport : httpx transport, optional
+        For tests (e.g. an ASGI transport).
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout, headers=headers, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, call: _Call) -> Any:
+        response = self._http.request(call.method, call.path, **call.request_kwargs())
+        return call.parse(_checked(response))
+
+    def wait_for_job(self, job_id: str, *, progress: bool = False) -> dict[str, Any]:
+        """Follow the job's live events until it ends; returns the final Job."""
+        events = _EventStream(progress)
+        try:
+            with self._http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _checked(response)
+                for line in response.iter_lines():
+                    if (job := events.feed(line)) is not None:
+                        return job
+        finally:
+            events.bar.close()
+        return self.get_job(job_id)
+
+    def fit(self, model_id: str, *, wait: bool = False, progress: bool = False, **fit: Any):
+        """Queue a fit; with ``wait``, follow it and return the fitted Model."""
+        job = self.start_fit(model_id, **fit)
+        if not wait:
+            return job
+        _finished(self.wait_for_job(job["id"], progress=progress))
+        return self.get_model(model_id)
+
+
+class AsyncClient(_Operations):
+    """Asynchronous client; the same operations, awaited."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, headers=headers, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, call: _Call) -> Any:
+        response = await self._http.request(call.method, call.path, **call.request_kwargs())
+        return call.parse(_checked(response))
+
+    async def wait_for_job(self, job_id: str, *, progress: bool = False) -> dict[str, Any]:
+        events = _EventStream(progress)
+        try:
+            async with self._http.stream(
+                "GET", f"/v1/jobs/{job_id}/events", timeout=None
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _checked(response)
+                async for line in response.aiter_lines():
+                    if (job := events.feed(line)) is not None:
+                        return job
+        finally:
+            events.bar.close()
+        return await self.get_job(job_id)
+
+    async def fit(self, model_id: str, *, wait: bool = False, progress: bool = False, **fit: Any):
+        job = await self.start_fit(model_id, **fit)
+        if not wait:
+            return job
+        _finished(await self.wait_for_job(job["id"], progress=progress))
+        return await self.get_model(model_id)

@@ -1,0 +1,106 @@
+"""The Python client against a live server (uvicorn on a loopback port, started by the test)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import uvicorn
+
+from service.api import create_app
+from service.client import AsyncClient, Client, ProblemError
+from service.config import Settings
+from service.db import Database
+from service.db.migrate import upgrade
+
+from .api.helpers import TRUE_MEANS, three_blobs
+
+
+@pytest.fixture(scope="module")
+def live_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'gmm.db'}"
+    database = Database(url)
+    upgrade(database.engine)
+    settings = Settings(database_url=url, worker_poll_seconds=0.02, progress_interval_seconds=0.0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, database=database), host="127.0.0.1", port=port, log_config=None
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    database.dispose()
+
+
+def test_sync_client_fits_and_answers_with_numpy_arrays(live_url):
+    X = three_blobs()
+    with Client(live_url) as gmm:
+        dataset = gmm.create_dataset(X, name="blobs")
+        assert (dataset["n_samples"], dataset["n_features"]) == X.shape
+        model = gmm.create_model(n_components=3, random_state=0)
+        fitted = gmm.fit(model["id"], dataset_id=dataset["id"], wait=True)
+        assert (fitted["status"], fitted["version"]) == ("ready", 1)
+
+        parameters = gmm.parameters(model["id"])
+        assert isinstance(parameters["means"], np.ndarray) and parameters["means"].shape == (3, 2)
+        labels, probabilities = gmm.predict(model["id"], TRUE_MEANS, return_probabilities=True)
+        assert labels.dtype.kind == "i" and len(set(labels.tolist())) == 3
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+        log_likelihood = gmm.score(model["id"], X[:5])
+        assert log_likelihood.shape == (5,)
+        flagged = gmm.anomalies(model["id"], [[0.0, 0.0], [50.0, 50.0]])
+        assert flagged["is_anomaly"].tolist() == [False, True]
+        samples, components = gmm.sample(model["id"], 10, random_state=1)
+        assert samples.shape == (10, 2) and components.shape == (10,)
+
+
+def test_fit_with_wait_reports_progress_on_stderr(live_url, capsys):
+    with Client(live_url) as gmm:
+        model = gmm.create_model(n_components=3, random_state=0, tol=0.0, max_iter=30)
+        gmm.fit(model["id"], data=three_blobs(), wait=True, progress=True)
+    assert "iteration" in capsys.readouterr().err
+
+
+def test_errors_are_raised_with_their_problem(live_url):
+    with Client(live_url) as gmm:
+        model = gmm.create_model(n_components=2)
+        with pytest.raises(ProblemError) as unfitted:
+            gmm.predict(model["id"], [[0.0, 0.0]])
+        assert unfitted.value.status == 409 and "not fitted" in unfitted.value.detail
+        with pytest.raises(ProblemError) as invalid:
+            gmm.create_model(n_components=0)
+        assert invalid.value.errors[0]["pointer"] == "#/n_components"
+
+
+def test_a_failed_fit_raises_when_waited_for(live_url):
+    with Client(live_url) as gmm:
+        model = gmm.create_model(n_components=2, reg_covar=0.0)
+        with pytest.raises(ProblemError) as failed:
+            gmm.fit(model["id"], data=[[1.0, 1.0]] * 5, wait=True)
+        assert "collapsed" in failed.value.detail
+
+
+def test_async_client_does_the_same(live_url):
+    async def scenario():
+        async with AsyncClient(live_url) as gmm:
+            model = await gmm.create_model(n_components=3, random_state=0)
+            fitted = await gmm.fit(model["id"], data=three_blobs(), wait=True)
+            labels = await gmm.predict(model["id"], TRUE_MEANS)
+            return fitted, labels
+
+    fitted, labels = asyncio.run(scenario())
+    assert fitted["status"] == "ready"
+    assert sorted(labels.tolist()) == [0, 1, 2]
