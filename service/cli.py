@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .config import get_settings
 from .db import Database
@@ -107,6 +108,148 @@ def openapi(output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     click.echo(f"wrote {output}")
+
+
+# --- talking to a running service ------------------------------------------------
+
+_url_option = click.option(
+    "--url", default="http://127.0.0.1:8000", show_default=True, help="The service's base URL."
+)
+_api_key_option = click.option(
+    "--api-key", default=None, help="Bearer key, if the service needs one."
+)
+
+
+def _read_matrix(path: Path) -> np.ndarray:
+    """A matrix from a .npy file or a CSV file (with or without a header row)."""
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    from .matrices import matrix_from_csv
+
+    return matrix_from_csv(path.read_bytes())
+
+
+def _client(url: str, api_key: str | None):
+    from .client import Client
+
+    return Client(url, api_key=api_key)
+
+
+def _fail(exc: Exception) -> None:
+    """Report a problem (from the service, or from reading the file) and exit non-zero."""
+    from .errors import ServiceError
+
+    errors = getattr(exc, "errors", [])
+    if isinstance(exc, ServiceError):
+        errors = [error.as_dict() for error in errors]
+    details = "".join(f"\n  {e['pointer']}: {e['detail']}" for e in errors)
+    raise click.ClickException(f"{exc}{details}") from None
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-k", "--n-components", type=int, default=1, show_default=True)
+@click.option(
+    "--covariance-type",
+    type=click.Choice(["full", "tied", "diag", "spherical"]),
+    default="full",
+    show_default=True,
+)
+@click.option("--random-state", type=int, default=None)
+@click.option("--max-iter", type=int, default=100, show_default=True)
+@click.option("--n-init", type=int, default=1, show_default=True)
+@click.option("--name", default=None, help="Name of the dataset and the model.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_url_option
+@_api_key_option
+def fit(
+    data,
+    n_components,
+    covariance_type,
+    random_state,
+    max_iter,
+    n_init,
+    name,
+    progress,
+    url,
+    api_key,
+):
+    """Fit a model to a CSV or .npy file; prints the fitted model as JSON."""
+    try:
+        with _client(url, api_key) as gmm:
+            dataset = gmm.create_dataset(_read_matrix(data), name=name or data.name)
+            model = gmm.create_model(
+                name=name,
+                n_components=n_components,
+                covariance_type=covariance_type,
+                random_state=random_state,
+                max_iter=max_iter,
+                n_init=n_init,
+            )
+            fitted = gmm.fit(model["id"], dataset_id=dataset["id"], wait=True, progress=progress)
+    except Exception as exc:
+        _fail(exc)
+    click.echo(json.dumps(fitted, indent=2))
+
+
+@main.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@_url_option
+@_api_key_option
+def models(limit, url, api_key):
+    """List models: id, status, version, components, name."""
+    try:
+        with _client(url, api_key) as gmm:
+            listing = gmm.list_models(limit=limit)
+    except Exception as exc:
+        _fail(exc)
+    for model in listing["items"]:
+        click.echo(
+            f"{model['id']}\t{model['status']}\tv{model['version']}\t"
+            f"k={model['n_components']}\t{model['covariance_type']}\t{model['name'] or ''}"
+        )
+
+
+def _answer_to_csv(header: list[str], columns: list[np.ndarray]) -> None:
+    click.echo(",".join(header))
+    for row in zip(*columns, strict=True):
+        click.echo(",".join(str(value) for value in row))
+
+
+@main.command()
+@click.argument("model_id")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--probabilities", is_flag=True, help="Add one probability column per component.")
+@_url_option
+@_api_key_option
+def predict(model_id, data, probabilities, url, api_key):
+    """Labels for each row of a CSV or .npy file, as CSV on standard output."""
+    try:
+        with _client(url, api_key) as gmm:
+            answer = gmm.predict(model_id, _read_matrix(data), return_probabilities=probabilities)
+    except Exception as exc:
+        _fail(exc)
+    if probabilities:
+        labels, proba = answer
+        header = ["label"] + [f"p{k}" for k in range(proba.shape[1])]
+        _answer_to_csv(header, [labels, *proba.T.tolist()])
+    else:
+        _answer_to_csv(["label"], [answer.tolist()])
+
+
+@main.command()
+@click.argument("model_id")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_url_option
+@_api_key_option
+def score(model_id, data, url, api_key):
+    """Log-likelihood of each row of a CSV or .npy file, as CSV on standard output."""
+    try:
+        with _client(url, api_key) as gmm:
+            log_likelihood = gmm.score(model_id, _read_matrix(data))
+    except Exception as exc:
+        _fail(exc)
+    _answer_to_csv(["log_likelihood"], [log_likelihood.tolist()])
 
 
 if __name__ == "__main__":

@@ -7,11 +7,14 @@ visible reason; set but unreachable, they fail (CI sets it).
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -112,3 +115,29 @@ def wait_for_job(client: TestClient, job_id: str, timeout: float = 60.0, until=T
             return job
         time.sleep(0.02)
     raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def live_url(tmp_path_factory):
+    """A real server on a loopback port (SQLite, embedded worker), for clients."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'gmm.db'}"
+    database = Database(url)
+    upgrade(database.engine)
+    settings = Settings(database_url=url, worker_poll_seconds=0.02, progress_interval_seconds=0.0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, database=database), host="127.0.0.1", port=port, log_config=None
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    database.dispose()

@@ -3,46 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 
 import numpy as np
 import pytest
-import uvicorn
 
-from service.api import create_app
 from service.client import AsyncClient, Client, ProblemError
-from service.config import Settings
-from service.db import Database
-from service.db.migrate import upgrade
 
 from .api.helpers import TRUE_MEANS, three_blobs
-
-
-@pytest.fixture(scope="module")
-def live_url(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'gmm.db'}"
-    database = Database(url)
-    upgrade(database.engine)
-    settings = Settings(database_url=url, worker_poll_seconds=0.02, progress_interval_seconds=0.0)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, database=database), host="127.0.0.1", port=port, log_config=None
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    database.dispose()
 
 
 def test_sync_client_fits_and_answers_with_numpy_arrays(live_url):

@@ -1,0 +1,63 @@
+"""The gmm-service command line, against a live server."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from service.cli import main
+
+from .api.helpers import TRUE_MEANS, three_blobs
+
+
+def _csv(path, X, header=True):
+    np.savetxt(path, X, delimiter=",", header="x,y" if header else "", comments="")
+    return str(path)
+
+
+def test_fit_predict_score_and_list_from_files(live_url, tmp_path):
+    runner = CliRunner()
+    data = _csv(tmp_path / "blobs.csv", three_blobs())
+    fitted = runner.invoke(
+        main, ["fit", data, "-k", "3", "--random-state", "0", "--name", "cli", "--url", live_url]
+    )
+    assert fitted.exit_code == 0, fitted.output
+    model = json.loads(fitted.stdout)
+    assert (model["status"], model["n_components"], model["name"]) == ("ready", 3, "cli")
+
+    points = tmp_path / "points.npy"
+    np.save(points, TRUE_MEANS)
+    predicted = runner.invoke(main, ["predict", model["id"], str(points), "--url", live_url])
+    assert predicted.exit_code == 0, predicted.output
+    lines = predicted.stdout.splitlines()
+    assert lines[0] == "label" and sorted(int(v) for v in lines[1:]) == [0, 1, 2]
+
+    with_proba = runner.invoke(
+        main, ["predict", model["id"], str(points), "--probabilities", "--url", live_url]
+    )
+    assert with_proba.stdout.splitlines()[0] == "label,p0,p1,p2"
+
+    scored = runner.invoke(main, ["score", model["id"], str(points), "--url", live_url])
+    assert scored.exit_code == 0
+    assert len(scored.stdout.splitlines()) == 1 + len(TRUE_MEANS)
+
+    listed = runner.invoke(main, ["models", "--url", live_url, "--limit", "500"])
+    assert model["id"] in listed.stdout
+
+
+def test_errors_are_reported_with_the_field_at_fault(live_url, tmp_path):
+    runner = CliRunner()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2\n3,x\n")
+    result = runner.invoke(main, ["fit", str(bad), "--url", live_url])
+    assert result.exit_code != 0
+    assert "#/data/1/1" in result.output or "not a number" in result.output
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    for command in main.commands:
+        result = runner.invoke(main, [command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output
