@@ -110,6 +110,15 @@ def openapi(output: Path) -> None:
     click.echo(f"wrote {output}")
 
 
+@main.command("hash-key")
+@click.argument("key")
+def hash_key_command(key: str) -> None:
+    """Print the sha256 digest of an API key, for GMM_API_KEYS=tenant:sha256:<digest>."""
+    from .auth import hash_key
+
+    click.echo(f"sha256:{hash_key(key)}")
+
+
 # --- talking to a running service ------------------------------------------------
 
 _url_option = click.option(

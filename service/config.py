@@ -34,6 +34,13 @@ class Settings(BaseSettings):
         None, description="JSON log lines; default: JSON unless stderr is a terminal."
     )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    metrics_public: bool = Field(
+        True, description="With API keys on, /metrics stays open (false: it needs a key too)."
+    )
+    api_keys: str | None = Field(
+        None,
+        description="Comma-separated tenant:key or tenant:sha256:<hex>; unset, no key is needed.",
+    )
 
     # Worker
     worker_poll_seconds: float = Field(0.2, gt=0, description="Idle wait between claims.")

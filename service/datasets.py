@@ -14,10 +14,13 @@ from .pagination import Page, paginate
 __all__ = ["create_dataset", "delete_dataset", "get_dataset", "list_datasets", "load_matrix"]
 
 
-def create_dataset(*, session: Session, name: str | None, matrix: np.ndarray) -> DatasetRow:
+def create_dataset(
+    *, session: Session, tenant: str, name: str | None, matrix: np.ndarray
+) -> DatasetRow:
     blob = array_to_blob(matrix)
     row = DatasetRow(
         id=new_id("ds"),
+        tenant=tenant,
         name=name,
         n_samples=int(matrix.shape[0]),
         n_features=int(matrix.shape[1]),
@@ -30,9 +33,10 @@ def create_dataset(*, session: Session, name: str | None, matrix: np.ndarray) ->
     return row
 
 
-def get_dataset(*, session: Session, dataset_id: str) -> DatasetRow:
+def get_dataset(*, session: Session, tenant: str, dataset_id: str) -> DatasetRow:
+    """The tenant's dataset; another tenant's is as unknown as a missing one (404)."""
     row = session.get(DatasetRow, dataset_id)
-    if row is None:
+    if row is None or row.tenant != tenant:
         raise NotFound(f"dataset {dataset_id!r} does not exist")
     return row
 
@@ -46,10 +50,14 @@ def load_matrix(*, session: Session, dataset_id: str) -> np.ndarray:
     return array_from_blob(row.data)
 
 
-def list_datasets(*, session: Session, limit: int, cursor: str | None) -> Page:
-    return paginate(session, select(DatasetRow), DatasetRow, limit=limit, cursor=cursor)
+def list_datasets(*, session: Session, tenant: str, limit: int, cursor: str | None) -> Page:
+    statement = select(DatasetRow).where(DatasetRow.tenant == tenant)
+    return paginate(session, statement, DatasetRow, limit=limit, cursor=cursor)
 
 
-def delete_dataset(*, session: Session, dataset_id: str) -> None:
-    if session.execute(delete(DatasetRow).where(DatasetRow.id == dataset_id)).rowcount == 0:
+def delete_dataset(*, session: Session, tenant: str, dataset_id: str) -> None:
+    deleted = session.execute(
+        delete(DatasetRow).where(DatasetRow.id == dataset_id, DatasetRow.tenant == tenant)
+    ).rowcount
+    if deleted == 0:
         raise NotFound(f"dataset {dataset_id!r} does not exist")

@@ -16,6 +16,7 @@ __all__ = [
     "PayloadTooLarge",
     "PreconditionFailed",
     "ServiceError",
+    "Unauthorized",
 ]
 
 
@@ -64,6 +65,11 @@ class Invalid(ServiceError):
 class PayloadTooLarge(ServiceError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail, 413, "Content Too Large", "/problems/too-large")
+
+
+class Unauthorized(ServiceError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, 401, "Unauthorized", "/problems/unauthorized")
 
 
 class PreconditionFailed(ServiceError):

@@ -45,9 +45,10 @@ __all__ = [
 # --- reads ---------------------------------------------------------------------
 
 
-def get_job(*, session: Session, job_id: str) -> JobRow:
+def get_job(*, session: Session, tenant: str, job_id: str) -> JobRow:
+    """The tenant's job; another tenant's is as unknown as a missing one (404)."""
     row = session.get(JobRow, job_id)
-    if row is None:
+    if row is None or row.tenant != tenant:
         raise NotFound(f"job {job_id!r} does not exist")
     return row
 
@@ -55,12 +56,13 @@ def get_job(*, session: Session, job_id: str) -> JobRow:
 def list_jobs(
     *,
     session: Session,
+    tenant: str,
     limit: int,
     cursor: str | None,
     model_id: str | None = None,
     status: JobStatus | None = None,
 ) -> Page:
-    statement = select(JobRow)
+    statement = select(JobRow).where(JobRow.tenant == tenant)
     if model_id is not None:
         statement = statement.where(JobRow.model_id == model_id)
     if status is not None:
@@ -84,6 +86,7 @@ def enqueue_fit(
     model_id = model.id  # a failed flush expires ``model``
     job = JobRow(
         id=new_id("job"),
+        tenant=model.tenant,
         model_id=model.id,
         dataset_id=dataset_id,
         kind="fit",
@@ -112,9 +115,9 @@ def enqueue_fit(
     return job
 
 
-def cancel(*, session: Session, job_id: str) -> JobRow:
+def cancel(*, session: Session, tenant: str, job_id: str) -> JobRow:
     """Stop a queued job now; ask a running one to stop at its next iteration."""
-    job = get_job(session=session, job_id=job_id)
+    job = get_job(session=session, tenant=tenant, job_id=job_id)
     now = utcnow()
     stopped = session.execute(
         update(JobRow)

@@ -64,23 +64,27 @@ def _check_limits(config: dict[str, Any], settings: Settings) -> None:
         raise Invalid("the model configuration exceeds this service's limits", problems)
 
 
-def create_model(*, session: Session, config: dict[str, Any], settings: Settings) -> ModelRow:
+def create_model(
+    *, session: Session, tenant: str, config: dict[str, Any], settings: Settings
+) -> ModelRow:
     _check_limits(config, settings)
-    row = ModelRow(id=new_id("mdl"), status=ModelStatus.new, version=0, **config)
+    row = ModelRow(id=new_id("mdl"), tenant=tenant, status=ModelStatus.new, version=0, **config)
     session.add(row)
     session.flush()
     return row
 
 
-def get_model(*, session: Session, model_id: str) -> ModelRow:
+def get_model(*, session: Session, tenant: str, model_id: str) -> ModelRow:
+    """The tenant's model; another tenant's is as unknown as a missing one (404)."""
     row = session.get(ModelRow, model_id)
-    if row is None:
+    if row is None or row.tenant != tenant:
         raise NotFound(f"model {model_id!r} does not exist")
     return row
 
 
-def list_models(*, session: Session, limit: int, cursor: str | None) -> Page:
-    return paginate(session, select(ModelRow), ModelRow, limit=limit, cursor=cursor)
+def list_models(*, session: Session, tenant: str, limit: int, cursor: str | None) -> Page:
+    statement = select(ModelRow).where(ModelRow.tenant == tenant)
+    return paginate(session, statement, ModelRow, limit=limit, cursor=cursor)
 
 
 def model_etag(model: ModelRow) -> str:
@@ -88,20 +92,21 @@ def model_etag(model: ModelRow) -> str:
     return f'"{model.version}-{int(model.updated_at.timestamp() * 1_000_000)}"'
 
 
-def delete_model(*, session: Session, model_id: str, if_match: str | None = None) -> None:
+def delete_model(
+    *, session: Session, tenant: str, model_id: str, if_match: str | None = None
+) -> None:
     """Delete the model with its parameters and jobs (a running fit then stores nothing).
 
     With ``if_match``, only if the model's ETag is still that one (412 otherwise).
     """
-    if if_match is not None and if_match.strip() != "*":
-        model = get_model(session=session, model_id=model_id)
-        if model_etag(model) not in [tag.strip() for tag in if_match.split(",")]:
-            raise PreconditionFailed(
-                f"model {model_id!r} changed since that ETag was read; read it again"
-            )
-    session.execute(delete(JobRow).where(JobRow.model_id == model_id))
-    if session.execute(delete(ModelRow).where(ModelRow.id == model_id)).rowcount == 0:
-        raise NotFound(f"model {model_id!r} does not exist")
+    model = get_model(session=session, tenant=tenant, model_id=model_id)
+    accepted = None if if_match is None else [tag.strip() for tag in if_match.split(",")]
+    if accepted is not None and "*" not in accepted and model_etag(model) not in accepted:
+        raise PreconditionFailed(
+            f"model {model_id!r} changed since that ETag was read; read it again"
+        )
+    session.execute(delete(JobRow).where(JobRow.model_id == model.id))
+    session.execute(delete(ModelRow).where(ModelRow.id == model.id))
 
 
 def fit_config(model: ModelRow) -> FitConfig:
@@ -124,6 +129,7 @@ def fit_config(model: ModelRow) -> FitConfig:
 def request_fit(
     *,
     session: Session,
+    tenant: str,
     model_id: str,
     dataset_id: str | None,
     data: np.ndarray | None,
@@ -131,9 +137,9 @@ def request_fit(
     warm_start: bool,
 ) -> JobRow:
     """Check the request against the model and its data, then queue the fit."""
-    model = get_model(session=session, model_id=model_id)
+    model = get_model(session=session, tenant=tenant, model_id=model_id)
     if dataset_id is not None:
-        dataset = get_dataset(session=session, dataset_id=dataset_id)
+        dataset = get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
         n_samples, n_features, where = dataset.n_samples, dataset.n_features, "#/dataset_id"
     else:
         assert data is not None
@@ -182,10 +188,10 @@ def request_fit(
 
 
 def fitted_parameters(
-    *, session: Session, model_id: str, cache: ModelCache
+    *, session: Session, tenant: str, model_id: str, cache: ModelCache
 ) -> tuple[ModelRow, MixtureParameters]:
     """The model and its parameters (cached by id and version); 409 if never fitted."""
-    model = get_model(session=session, model_id=model_id)
+    model = get_model(session=session, tenant=tenant, model_id=model_id)
     if model.version == 0:
         raise Conflict(f"model {model_id!r} is not fitted yet; fit it first")
 

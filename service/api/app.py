@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from ..auth import KeyRing
 from ..cache import ModelCache
 from ..config import Settings, get_settings
 from ..db import Database
@@ -61,6 +62,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.model_cache = cache
+    app.state.key_ring = KeyRing.parse(settings.api_keys)
     app.state.metrics = metrics
     app.state.worker = None
     install_problem_handlers(app)

@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Query, Request
 from ..cache import ModelCache
 from ..config import Settings
 from ..db import Database
+from ..errors import Unauthorized
 
 __all__ = [
     "CacheDep",
@@ -17,6 +18,8 @@ __all__ = [
     "IdempotencyKeyHeader",
     "LimitQuery",
     "SettingsDep",
+    "TenantDep",
+    "authenticate",
 ]
 
 
@@ -32,9 +35,21 @@ def _cache(request: Request) -> ModelCache:
     return request.app.state.model_cache
 
 
+def authenticate(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> str:
+    """The tenant of the request's API key; 401 when keys are on and it has none."""
+    tenant = request.app.state.key_ring.tenant_for(authorization)
+    if tenant is None:
+        raise Unauthorized("send a valid API key as Authorization: Bearer <key>")
+    return tenant
+
+
 DatabaseDep = Annotated[Database, Depends(_database)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CacheDep = Annotated[ModelCache, Depends(_cache)]
+TenantDep = Annotated[str, Depends(authenticate)]
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
 CursorQuery = Annotated[
     str | None, Query(max_length=500, description="next_cursor of the previous page.")

@@ -68,8 +68,9 @@ def _summary(problems: list[FieldError]) -> str:
 
 
 async def _on_service_error(request: Request, exc: ServiceError) -> ProblemResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return problem_response(
-        exc.status, exc.detail, title=exc.title, type_=exc.type, errors=exc.errors
+        exc.status, exc.detail, title=exc.title, type_=exc.type, errors=exc.errors, headers=headers
     )
 
 
@@ -113,6 +114,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 _DESCRIPTIONS = {
+    401: "A valid `Authorization: Bearer <key>` is needed (when API keys are on).",
     404: "Unknown id.",
     409: "The resource is not in a state that allows this.",
     412: "The If-Match precondition failed.",

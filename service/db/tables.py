@@ -36,6 +36,7 @@ __all__ = [
     "JobStatus",
     "ModelRow",
     "ModelStatus",
+    "PUBLIC_TENANT",
     "new_id",
     "utcnow",
 ]
@@ -92,10 +93,21 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+PUBLIC_TENANT = "public"
+
+
+def _tenant_column() -> Mapped[str]:
+    """The tenant that owns a row; ``public`` when API keys are off."""
+    return mapped_column(
+        String(64), default=PUBLIC_TENANT, server_default=PUBLIC_TENANT, index=True
+    )
+
+
 class DatasetRow(Base):
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = _tenant_column()
     name: Mapped[str | None] = mapped_column(String(200))
     n_samples: Mapped[int] = mapped_column(Integer)
     n_features: Mapped[int] = mapped_column(Integer)
@@ -109,6 +121,7 @@ class ModelRow(Base):
     __tablename__ = "models"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = _tenant_column()
     name: Mapped[str | None] = mapped_column(String(200))
     n_components: Mapped[int] = mapped_column(Integer)
     covariance_type: Mapped[str] = mapped_column(String(16))
@@ -147,6 +160,7 @@ class JobRow(Base):
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = _tenant_column()
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     dataset_id: Mapped[str | None] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(16), default="fit")

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.db import Database
-from service.db.tables import JobRow, JobStatus, ModelRow
+from service.db.tables import PUBLIC_TENANT, JobRow, JobStatus, ModelRow
 from service.gmm import MixtureParameters
 from service.models import create_model, request_fit
 
@@ -38,9 +38,12 @@ CONFIG = dict(
 def _queue_slow_fit(database: Database, settings, **overrides) -> tuple[str, str]:
     data = np.random.default_rng(0).normal(size=(40000, 3))
     with database.session() as session:
-        model = create_model(session=session, config={**CONFIG, **overrides}, settings=settings)
+        model = create_model(
+            session=session, tenant=PUBLIC_TENANT, config={**CONFIG, **overrides}, settings=settings
+        )
         job = request_fit(
             session=session,
+            tenant=PUBLIC_TENANT,
             model_id=model.id,
             dataset_id=None,
             data=data,

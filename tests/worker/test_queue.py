@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from service import jobs
 from service.db import Database
-from service.db.tables import JobRow, JobStatus, ModelRow
+from service.db.tables import PUBLIC_TENANT, JobRow, JobStatus, ModelRow
 from service.models import create_model, request_fit
 
 
@@ -24,6 +24,7 @@ def _queue(database: Database, settings, n_jobs: int) -> list[str]:
         for i in range(n_jobs):
             model = create_model(
                 session=session,
+                tenant=PUBLIC_TENANT,
                 config=dict(
                     name=f"m{i}",
                     n_components=2,
@@ -41,6 +42,7 @@ def _queue(database: Database, settings, n_jobs: int) -> list[str]:
             )
             job = request_fit(
                 session=session,
+                tenant=PUBLIC_TENANT,
                 model_id=model.id,
                 dataset_id=None,
                 data=data,

@@ -13,7 +13,14 @@ from ... import datasets
 from ...errors import ServiceError
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_csv, matrix_from_npy, matrix_from_rows
-from ..deps import CursorQuery, DatabaseDep, IdempotencyKeyHeader, LimitQuery, SettingsDep
+from ..deps import (
+    CursorQuery,
+    DatabaseDep,
+    IdempotencyKeyHeader,
+    LimitQuery,
+    SettingsDep,
+    TenantDep,
+)
 from ..problems import invalid_from, problems
 from ..responses import answer_response
 from ..schemas import DatasetCreate, DatasetList, DatasetRead
@@ -57,6 +64,7 @@ class UnsupportedMediaType(ServiceError):
 async def create_dataset(
     request: Request,
     database: DatabaseDep,
+    tenant: TenantDep,
     settings: SettingsDep,
     name: Annotated[
         str | None,
@@ -82,14 +90,14 @@ async def create_dataset(
         raise UnsupportedMediaType(content_type)
 
     def run(session: Session) -> Answer:
-        row = datasets.create_dataset(session=session, name=name, matrix=matrix)
+        row = datasets.create_dataset(session=session, tenant=tenant, name=name, matrix=matrix)
         headers = {"Location": f"/v1/datasets/{row.id}"}
         return Answer(201, DatasetRead.model_validate(row).model_dump(mode="json"), headers)
 
     return answer_response(
         run_once(
             database=database,
-            scope="POST /v1/datasets",
+            scope=f"{tenant} POST /v1/datasets",
             key=idempotency_key,
             request_fingerprint=fingerprint(content_type, name or "", body),
             run=run,
@@ -99,10 +107,10 @@ async def create_dataset(
 
 @router.get("", response_model=DatasetList, responses=problems(422), summary="List datasets")
 def list_datasets(
-    database: DatabaseDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+    database: DatabaseDep, tenant: TenantDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> DatasetList:
     with database.session() as session:
-        page = datasets.list_datasets(session=session, limit=limit, cursor=cursor)
+        page = datasets.list_datasets(session=session, tenant=tenant, limit=limit, cursor=cursor)
         return DatasetList(
             items=[DatasetRead.model_validate(r) for r in page], next_cursor=page.next_cursor
         )
@@ -114,10 +122,10 @@ def list_datasets(
     responses=problems(404, 422),
     summary="Read a dataset",
 )
-def get_dataset(dataset_id: str, database: DatabaseDep) -> DatasetRead:
+def get_dataset(dataset_id: str, database: DatabaseDep, tenant: TenantDep) -> DatasetRead:
     with database.session() as session:
         return DatasetRead.model_validate(
-            datasets.get_dataset(session=session, dataset_id=dataset_id)
+            datasets.get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
         )
 
 
@@ -128,7 +136,7 @@ def get_dataset(dataset_id: str, database: DatabaseDep) -> DatasetRead:
     responses=problems(404, 422),
     summary="Delete a dataset",
 )
-def delete_dataset(dataset_id: str, database: DatabaseDep) -> Response:
+def delete_dataset(dataset_id: str, database: DatabaseDep, tenant: TenantDep) -> Response:
     with database.session() as session:
-        datasets.delete_dataset(session=session, dataset_id=dataset_id)
+        datasets.delete_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from ...db.migrate import current_revision, head_revision
-from ..deps import DatabaseDep
+from ..deps import DatabaseDep, authenticate
 from ..problems import problems
 from ..responses import ProblemResponse
 
@@ -73,12 +73,15 @@ def _not_ready(detail: str) -> ProblemResponse:
     response_class=Response,
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"},
-        **problems(404),
+        **problems(401, 404),
     },
     summary="Prometheus metrics (text format)",
 )
 def metrics(request: Request) -> Response:
-    if not request.app.state.settings.metrics_enabled:
+    settings = request.app.state.settings
+    if not settings.metrics_public:
+        authenticate(request, request.headers.get("authorization"))
+    if not settings.metrics_enabled:
         return ProblemResponse(
             {
                 "type": "about:blank",

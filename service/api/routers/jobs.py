@@ -12,7 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from ... import jobs
 from ...db import Database
 from ...db.tables import JobStatus
-from ..deps import CursorQuery, DatabaseDep, LimitQuery
+from ..deps import CursorQuery, DatabaseDep, LimitQuery, TenantDep
 from ..problems import problems
 from ..schemas import JobList, JobRead
 
@@ -26,6 +26,7 @@ StatusQuery = Annotated[
 @router.get("", response_model=JobList, responses=problems(422), summary="List jobs")
 def list_jobs(
     database: DatabaseDep,
+    tenant: TenantDep,
     model_id: Annotated[str | None, Query(max_length=40)] = None,
     status: StatusQuery = None,
     limit: LimitQuery = 50,
@@ -34,6 +35,7 @@ def list_jobs(
     with database.session() as session:
         page = jobs.list_jobs(
             session=session,
+            tenant=tenant,
             limit=limit,
             cursor=cursor,
             model_id=model_id,
@@ -45,9 +47,9 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=problems(404, 422), summary="Read a job")
-def get_job(job_id: str, database: DatabaseDep) -> JobRead:
+def get_job(job_id: str, database: DatabaseDep, tenant: TenantDep) -> JobRead:
     with database.session() as session:
-        return JobRead.model_validate(jobs.get_job(session=session, job_id=job_id))
+        return JobRead.model_validate(jobs.get_job(session=session, tenant=tenant, job_id=job_id))
 
 
 @router.post(
@@ -57,19 +59,19 @@ def get_job(job_id: str, database: DatabaseDep) -> JobRead:
     responses=problems(404, 409, 422),
     summary="Stop a queued job now, a running one at its next iteration",
 )
-def cancel_job(job_id: str, database: DatabaseDep) -> JobRead:
+def cancel_job(job_id: str, database: DatabaseDep, tenant: TenantDep) -> JobRead:
     with database.session() as session:
-        return JobRead.model_validate(jobs.cancel(session=session, job_id=job_id))
+        return JobRead.model_validate(jobs.cancel(session=session, tenant=tenant, job_id=job_id))
 
 
-def _read_job(database: Database, job_id: str) -> JobRead:
+def _read_job(database: Database, tenant: str, job_id: str) -> JobRead:
     with database.session() as session:
-        return JobRead.model_validate(jobs.get_job(session=session, job_id=job_id))
+        return JobRead.model_validate(jobs.get_job(session=session, tenant=tenant, job_id=job_id))
 
 
-def _existing_job(job_id: str, database: DatabaseDep) -> JobRead:
+def _existing_job(job_id: str, database: DatabaseDep, tenant: TenantDep) -> JobRead:
     """404 before the stream starts, for an unknown job."""
-    return _read_job(database, job_id)
+    return _read_job(database, tenant, job_id)
 
 
 POLL_SECONDS = 0.2
@@ -88,7 +90,10 @@ POLL_SECONDS = 0.2
     ),
 )
 async def job_events(
-    job_id: str, database: DatabaseDep, first: Annotated[JobRead, Depends(_existing_job)]
+    job_id: str,
+    database: DatabaseDep,
+    tenant: TenantDep,
+    first: Annotated[JobRead, Depends(_existing_job)],
 ) -> AsyncIterator[ServerSentEvent]:
     job, last = first, None
     while True:
@@ -106,7 +111,7 @@ async def job_events(
                 return
         await anyio.sleep(POLL_SECONDS)
         try:
-            job = await anyio.to_thread.run_sync(_read_job, database, job_id)
+            job = await anyio.to_thread.run_sync(_read_job, database, tenant, job_id)
         except Exception:  # deleted with its model while we watched
             yield ServerSentEvent(event="deleted", data={"id": job_id})
             return

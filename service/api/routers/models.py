@@ -18,6 +18,7 @@ from ..deps import (
     IdempotencyKeyHeader,
     LimitQuery,
     SettingsDep,
+    TenantDep,
 )
 from ..problems import problems
 from ..responses import NumpyJSONResponse, answer_response
@@ -51,18 +52,21 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 def create_model(
     body: ModelCreate,
     database: DatabaseDep,
+    tenant: TenantDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     def run(session: Session) -> Answer:
-        row = models.create_model(session=session, config=body.model_dump(), settings=settings)
+        row = models.create_model(
+            session=session, tenant=tenant, config=body.model_dump(), settings=settings
+        )
         headers = {"Location": f"/v1/models/{row.id}", "ETag": models.model_etag(row)}
         return Answer(201, ModelRead.model_validate(row).model_dump(mode="json"), headers)
 
     return answer_response(
         run_once(
             database=database,
-            scope="POST /v1/models",
+            scope=f"{tenant} POST /v1/models",
             key=idempotency_key,
             request_fingerprint=fingerprint(body.model_dump_json()),
             run=run,
@@ -72,10 +76,10 @@ def create_model(
 
 @router.get("", response_model=ModelList, responses=problems(422), summary="List models")
 def list_models(
-    database: DatabaseDep, limit: LimitQuery = 50, cursor: CursorQuery = None
+    database: DatabaseDep, tenant: TenantDep, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> ModelList:
     with database.session() as session:
-        page = models.list_models(session=session, limit=limit, cursor=cursor)
+        page = models.list_models(session=session, tenant=tenant, limit=limit, cursor=cursor)
         return ModelList(
             items=[ModelRead.model_validate(r) for r in page], next_cursor=page.next_cursor
         )
@@ -84,9 +88,11 @@ def list_models(
 @router.get(
     "/{model_id}", response_model=ModelRead, responses=problems(404, 422), summary="Read a model"
 )
-def get_model(model_id: str, response: Response, database: DatabaseDep) -> ModelRead:
+def get_model(
+    model_id: str, response: Response, database: DatabaseDep, tenant: TenantDep
+) -> ModelRead:
     with database.session() as session:
-        row = models.get_model(session=session, model_id=model_id)
+        row = models.get_model(session=session, tenant=tenant, model_id=model_id)
         response.headers["ETag"] = models.model_etag(row)
         return ModelRead.model_validate(row)
 
@@ -101,12 +107,13 @@ def get_model(model_id: str, response: Response, database: DatabaseDep) -> Model
 def delete_model(
     model_id: str,
     database: DatabaseDep,
+    tenant: TenantDep,
     if_match: Annotated[
         str | None, Header(description="Delete only if the model's ETag still matches.")
     ] = None,
 ) -> Response:
     with database.session() as session:
-        models.delete_model(session=session, model_id=model_id, if_match=if_match)
+        models.delete_model(session=session, tenant=tenant, model_id=model_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -121,6 +128,7 @@ def fit_model(
     model_id: str,
     body: FitRequest,
     database: DatabaseDep,
+    tenant: TenantDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
@@ -133,6 +141,7 @@ def fit_model(
     def run(session: Session) -> Answer:
         job = models.request_fit(
             session=session,
+            tenant=tenant,
             model_id=model_id,
             dataset_id=body.dataset_id,
             data=data,
@@ -145,7 +154,7 @@ def fit_model(
     return answer_response(
         run_once(
             database=database,
-            scope=f"POST /v1/models/{model_id}/fit",
+            scope=f"{tenant} POST /v1/models/{model_id}/fit",
             key=idempotency_key,
             request_fingerprint=fingerprint(body.model_dump_json()),
             run=run,
@@ -159,10 +168,12 @@ def fit_model(
     responses=problems(404, 409, 422),
     summary="The fitted parameters",
 )
-def get_parameters(model_id: str, database: DatabaseDep, cache: CacheDep) -> NumpyJSONResponse:
+def get_parameters(
+    model_id: str, database: DatabaseDep, tenant: TenantDep, cache: CacheDep
+) -> NumpyJSONResponse:
     with database.session() as session:
         model, parameters = models.fitted_parameters(
-            session=session, model_id=model_id, cache=cache
+            session=session, tenant=tenant, model_id=model_id, cache=cache
         )
     return NumpyJSONResponse(
         {
@@ -175,10 +186,10 @@ def get_parameters(model_id: str, database: DatabaseDep, cache: CacheDep) -> Num
     )
 
 
-def _fitted_data(model_id, rows, database, cache, settings):
+def _fitted_data(model_id, rows, database, tenant, cache, settings):
     with database.session() as session:
         model, parameters = models.fitted_parameters(
-            session=session, model_id=model_id, cache=cache
+            session=session, tenant=tenant, model_id=model_id, cache=cache
         )
     data = matrix_from_rows(
         rows,
@@ -199,10 +210,11 @@ def predict(
     model_id: str,
     body: PredictRequest,
     database: DatabaseDep,
+    tenant: TenantDep,
     cache: CacheDep,
     settings: SettingsDep,
 ) -> NumpyJSONResponse:
-    _, parameters, data = _fitted_data(model_id, body.data, database, cache, settings)
+    _, parameters, data = _fitted_data(model_id, body.data, database, tenant, cache, settings)
     return NumpyJSONResponse(
         models.predict(parameters, data, return_probabilities=body.return_probabilities)
     )
@@ -215,9 +227,14 @@ def predict(
     summary="Log-likelihood of each point",
 )
 def score(
-    model_id: str, body: ScoreRequest, database: DatabaseDep, cache: CacheDep, settings: SettingsDep
+    model_id: str,
+    body: ScoreRequest,
+    database: DatabaseDep,
+    tenant: TenantDep,
+    cache: CacheDep,
+    settings: SettingsDep,
 ) -> NumpyJSONResponse:
-    _, parameters, data = _fitted_data(model_id, body.data, database, cache, settings)
+    _, parameters, data = _fitted_data(model_id, body.data, database, tenant, cache, settings)
     return NumpyJSONResponse(models.score(parameters, data))
 
 
@@ -231,10 +248,11 @@ def anomalies(
     model_id: str,
     body: AnomalyRequest,
     database: DatabaseDep,
+    tenant: TenantDep,
     cache: CacheDep,
     settings: SettingsDep,
 ) -> NumpyJSONResponse:
-    model, parameters, data = _fitted_data(model_id, body.data, database, cache, settings)
+    model, parameters, data = _fitted_data(model_id, body.data, database, tenant, cache, settings)
     threshold = body.threshold if body.threshold is not None else model.anomaly_threshold
     return NumpyJSONResponse(models.anomalies(parameters, data, threshold=threshold))
 
@@ -249,11 +267,14 @@ def sample(
     model_id: str,
     body: SampleRequest,
     database: DatabaseDep,
+    tenant: TenantDep,
     cache: CacheDep,
     settings: SettingsDep,
 ) -> NumpyJSONResponse:
     with database.session() as session:
-        _, parameters = models.fitted_parameters(session=session, model_id=model_id, cache=cache)
+        _, parameters = models.fitted_parameters(
+            session=session, tenant=tenant, model_id=model_id, cache=cache
+        )
     return NumpyJSONResponse(
         models.sample(
             parameters, n_samples=body.n_samples, random_state=body.random_state, settings=settings
