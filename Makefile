@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format bench bench-quick openapi clean
+.PHONY: serve test lint format bench bench-quick bench-load openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: $(VENV)/.installed-dev
 
 bench-quick: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_em.py --quick
+
+bench-load: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_load.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
