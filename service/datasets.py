@@ -6,6 +6,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, undefer
 
+from .db.queries import get_owned
 from .db.tables import DatasetRow, new_id
 from .errors import NotFound
 from .matrices import array_from_blob, array_to_blob, sha256_of
@@ -34,11 +35,7 @@ def create_dataset(
 
 
 def get_dataset(*, session: Session, tenant: str, dataset_id: str) -> DatasetRow:
-    """The tenant's dataset; another tenant's is as unknown as a missing one (404)."""
-    row = session.get(DatasetRow, dataset_id)
-    if row is None or row.tenant != tenant:
-        raise NotFound(f"dataset {dataset_id!r} does not exist")
-    return row
+    return get_owned(session, DatasetRow, dataset_id, tenant=tenant, noun="dataset")
 
 
 def load_matrix(*, session: Session, dataset_id: str) -> np.ndarray:

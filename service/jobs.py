@@ -23,8 +23,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .db import Database
+from .db.queries import get_owned
 from .db.tables import ACTIVE_JOB_STATUSES, JobRow, JobStatus, ModelRow, ModelStatus, new_id, utcnow
-from .errors import Conflict, NotFound
+from .errors import Conflict
 from .pagination import Page, paginate
 
 __all__ = [
@@ -46,11 +47,7 @@ __all__ = [
 
 
 def get_job(*, session: Session, tenant: str, job_id: str) -> JobRow:
-    """The tenant's job; another tenant's is as unknown as a missing one (404)."""
-    row = session.get(JobRow, job_id)
-    if row is None or row.tenant != tenant:
-        raise NotFound(f"job {job_id!r} does not exist")
-    return row
+    return get_owned(session, JobRow, job_id, tenant=tenant, noun="job")
 
 
 def list_jobs(

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from .cache import ModelCache
 from .config import Settings
 from .datasets import get_dataset
+from .db.queries import get_owned
 from .db.tables import JobRow, ModelRow, ModelStatus, new_id
-from .errors import Conflict, FieldError, Invalid, NotFound, PreconditionFailed
+from .errors import Conflict, FieldError, Invalid, PreconditionFailed
 from .gmm import FitConfig, MixtureParameters
 from .jobs import enqueue_fit
 from .matrices import array_to_blob
@@ -75,11 +76,7 @@ def create_model(
 
 
 def get_model(*, session: Session, tenant: str, model_id: str) -> ModelRow:
-    """The tenant's model; another tenant's is as unknown as a missing one (404)."""
-    row = session.get(ModelRow, model_id)
-    if row is None or row.tenant != tenant:
-        raise NotFound(f"model {model_id!r} does not exist")
-    return row
+    return get_owned(session, ModelRow, model_id, tenant=tenant, noun="model")
 
 
 def list_models(*, session: Session, tenant: str, limit: int, cursor: str | None) -> Page:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,58 +11,26 @@ from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.db import Database
-from service.db.tables import PUBLIC_TENANT, JobRow, JobStatus, ModelRow
+from service.db.tables import JobRow, JobStatus, ModelRow
 from service.gmm import MixtureParameters
-from service.models import create_model, request_fit
 
 from ..conftest import wait_for_job
+from .conftest import queue_fit, worker_process
 
-CONFIG = dict(
-    name="slow",
-    n_components=6,
-    covariance_type="full",
-    tol=0.0,
-    reg_covar=1e-6,
-    max_iter=400,
-    n_init=1,
-    init_params="kmeans",
-    random_state=0,
-    dtype="float64",
-    contamination=0.01,
-)
+CONFIG = dict(name="slow", n_components=6, tol=0.0, max_iter=400)
 
 
 def _queue_slow_fit(database: Database, settings, **overrides) -> tuple[str, str]:
     data = np.random.default_rng(0).normal(size=(40000, 3))
-    with database.session() as session:
-        model = create_model(
-            session=session, tenant=PUBLIC_TENANT, config={**CONFIG, **overrides}, settings=settings
-        )
-        job = request_fit(
-            session=session,
-            tenant=PUBLIC_TENANT,
-            model_id=model.id,
-            dataset_id=None,
-            data=data,
-            sample_weight=None,
-            warm_start=False,
-        )
-        return model.id, job.id
+    return queue_fit(database, settings, data, **{**CONFIG, **overrides})
 
 
-def _worker(database_url: str, lease_seconds: float = 1.0) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "GMM_DATABASE_URL": database_url,
-        "GMM_WORKER_POLL_SECONDS": "0.05",
-        "GMM_LEASE_SECONDS": str(lease_seconds),
-        "GMM_PROGRESS_INTERVAL_SECONDS": "0.05",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+def _worker(database_url: str, lease_seconds: float = 1.0):
+    return worker_process(
+        database_url,
+        worker_poll_seconds="0.05",
+        lease_seconds=str(lease_seconds),
+        progress_interval_seconds="0.05",
     )
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,54 +10,25 @@ from sqlalchemy import select
 
 from service import jobs
 from service.db import Database
-from service.db.tables import PUBLIC_TENANT, JobRow, JobStatus, ModelRow
-from service.models import create_model, request_fit
+from service.db.tables import JobRow, JobStatus, ModelRow
+
+from .conftest import queue_fit, worker_process
 
 
 def _queue(database: Database, settings, n_jobs: int) -> list[str]:
     data = np.random.default_rng(0).normal(size=(300, 2))
-    ids = []
-    with database.session() as session:
-        for i in range(n_jobs):
-            model = create_model(
-                session=session,
-                tenant=PUBLIC_TENANT,
-                config=dict(
-                    name=f"m{i}",
-                    n_components=2,
-                    covariance_type="diag",
-                    tol=1e-3,
-                    reg_covar=1e-6,
-                    max_iter=50,
-                    n_init=1,
-                    init_params="kmeans",
-                    random_state=i,
-                    dtype="float64",
-                    contamination=0.01,
-                ),
-                settings=settings,
-            )
-            job = request_fit(
-                session=session,
-                tenant=PUBLIC_TENANT,
-                model_id=model.id,
-                dataset_id=None,
-                data=data,
-                sample_weight=None,
-                warm_start=False,
-            )
-            ids.append(job.id)
-    return ids
-
-
-def _worker_process(database_url: str) -> subprocess.Popen:
-    env = {**os.environ, "GMM_DATABASE_URL": database_url, "GMM_WORKER_POLL_SECONDS": "0.02"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    return [
+        queue_fit(
+            database,
+            settings,
+            data,
+            name=f"m{i}",
+            covariance_type="diag",
+            max_iter=50,
+            random_state=i,
+        )[1]
+        for i in range(n_jobs)
+    ]
 
 
 @pytest.mark.postgres
@@ -69,7 +37,7 @@ def test_two_worker_processes_run_each_of_20_jobs_exactly_once(migrated_postgres
     with database.engine.begin() as connection:
         connection.exec_driver_sql("TRUNCATE jobs, models, datasets CASCADE")
     job_ids = _queue(database, settings, 20)
-    workers = [_worker_process(migrated_postgres) for _ in range(2)]
+    workers = [worker_process(migrated_postgres) for _ in range(2)]
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

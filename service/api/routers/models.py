@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from ... import models
+from ...config import Settings
+from ...db.tables import ModelRow
+from ...gmm import MixtureParameters
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_rows
 from ..deps import (
@@ -162,42 +166,54 @@ def fit_model(
     )
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted model and its (cached) parameters, resolved from the path's model_id."""
+
+    model: ModelRow
+    parameters: MixtureParameters
+    settings: Settings
+
+    def matrix(self, rows: list[list[float]]):
+        """The request's data, checked against the fitted width and the limits."""
+        return matrix_from_rows(
+            rows,
+            n_features=self.model.n_features,
+            max_rows=self.settings.max_rows,
+            max_features=self.settings.max_features,
+        )
+
+
+def _fitted(
+    model_id: str, database: DatabaseDep, tenant: TenantDep, cache: CacheDep, settings: SettingsDep
+) -> Fitted:
+    with database.session() as session:
+        model, parameters = models.fitted_parameters(
+            session=session, tenant=tenant, model_id=model_id, cache=cache
+        )
+    return Fitted(model, parameters, settings)
+
+
+FittedDep = Annotated[Fitted, Depends(_fitted)]
+
+
 @router.get(
     "/{model_id}/parameters",
     response_model=ParametersRead,
     responses=problems(404, 409, 422),
     summary="The fitted parameters",
 )
-def get_parameters(
-    model_id: str, database: DatabaseDep, tenant: TenantDep, cache: CacheDep
-) -> NumpyJSONResponse:
-    with database.session() as session:
-        model, parameters = models.fitted_parameters(
-            session=session, tenant=tenant, model_id=model_id, cache=cache
-        )
+def get_parameters(fitted: FittedDep) -> NumpyJSONResponse:
+    parameters = fitted.parameters
     return NumpyJSONResponse(
         {
             "covariance_type": parameters.covariance_type,
-            "version": model.version,
+            "version": fitted.model.version,
             "weights": parameters.weights,
             "means": parameters.means,
             "covariances": parameters.covariances,
         }
     )
-
-
-def _fitted_data(model_id, rows, database, tenant, cache, settings):
-    with database.session() as session:
-        model, parameters = models.fitted_parameters(
-            session=session, tenant=tenant, model_id=model_id, cache=cache
-        )
-    data = matrix_from_rows(
-        rows,
-        n_features=model.n_features,
-        max_rows=settings.max_rows,
-        max_features=settings.max_features,
-    )
-    return model, parameters, data
 
 
 @router.post(
@@ -206,18 +222,11 @@ def _fitted_data(model_id, rows, database, tenant, cache, settings):
     responses=problems(404, 409, 413, 422),
     summary="Most probable component of each point",
 )
-def predict(
-    model_id: str,
-    body: PredictRequest,
-    database: DatabaseDep,
-    tenant: TenantDep,
-    cache: CacheDep,
-    settings: SettingsDep,
-) -> NumpyJSONResponse:
-    _, parameters, data = _fitted_data(model_id, body.data, database, tenant, cache, settings)
-    return NumpyJSONResponse(
-        models.predict(parameters, data, return_probabilities=body.return_probabilities)
+def predict(body: PredictRequest, fitted: FittedDep) -> NumpyJSONResponse:
+    answer = models.predict(
+        fitted.parameters, fitted.matrix(body.data), return_probabilities=body.return_probabilities
     )
+    return NumpyJSONResponse(answer)
 
 
 @router.post(
@@ -226,16 +235,8 @@ def predict(
     responses=problems(404, 409, 413, 422),
     summary="Log-likelihood of each point",
 )
-def score(
-    model_id: str,
-    body: ScoreRequest,
-    database: DatabaseDep,
-    tenant: TenantDep,
-    cache: CacheDep,
-    settings: SettingsDep,
-) -> NumpyJSONResponse:
-    _, parameters, data = _fitted_data(model_id, body.data, database, tenant, cache, settings)
-    return NumpyJSONResponse(models.score(parameters, data))
+def score(body: ScoreRequest, fitted: FittedDep) -> NumpyJSONResponse:
+    return NumpyJSONResponse(models.score(fitted.parameters, fitted.matrix(body.data)))
 
 
 @router.post(
@@ -244,17 +245,10 @@ def score(
     responses=problems(404, 409, 413, 422),
     summary="Flag points whose negative log-likelihood exceeds the threshold",
 )
-def anomalies(
-    model_id: str,
-    body: AnomalyRequest,
-    database: DatabaseDep,
-    tenant: TenantDep,
-    cache: CacheDep,
-    settings: SettingsDep,
-) -> NumpyJSONResponse:
-    model, parameters, data = _fitted_data(model_id, body.data, database, tenant, cache, settings)
-    threshold = body.threshold if body.threshold is not None else model.anomaly_threshold
-    return NumpyJSONResponse(models.anomalies(parameters, data, threshold=threshold))
+def anomalies(body: AnomalyRequest, fitted: FittedDep) -> NumpyJSONResponse:
+    threshold = body.threshold if body.threshold is not None else fitted.model.anomaly_threshold
+    answer = models.anomalies(fitted.parameters, fitted.matrix(body.data), threshold=threshold)
+    return NumpyJSONResponse(answer)
 
 
 @router.post(
@@ -263,20 +257,11 @@ def anomalies(
     responses=problems(404, 409, 422),
     summary="Draw points from the fitted mixture",
 )
-def sample(
-    model_id: str,
-    body: SampleRequest,
-    database: DatabaseDep,
-    tenant: TenantDep,
-    cache: CacheDep,
-    settings: SettingsDep,
-) -> NumpyJSONResponse:
-    with database.session() as session:
-        _, parameters = models.fitted_parameters(
-            session=session, tenant=tenant, model_id=model_id, cache=cache
-        )
-    return NumpyJSONResponse(
-        models.sample(
-            parameters, n_samples=body.n_samples, random_state=body.random_state, settings=settings
-        )
+def sample(body: SampleRequest, fitted: FittedDep) -> NumpyJSONResponse:
+    answer = models.sample(
+        fitted.parameters,
+        n_samples=body.n_samples,
+        random_state=body.random_state,
+        settings=fitted.settings,
     )
+    return NumpyJSONResponse(answer)
