@@ -144,9 +144,9 @@ def _m_step(
     return nk, means, covariances, precisions_cholesky
 
 
-def _noise_floor(centred: np.ndarray) -> float:
-    """Rounding noise of a variance from raw float64 moments of ``centred``."""
-    return 16.0 * _EPS * float(np.max(np.abs(centred))) ** 2
+def _noise_floor(centred: np.ndarray, dtype: type = np.float64) -> float:
+    """Rounding noise of a variance computed from raw moments of ``centred`` in ``dtype``."""
+    return 16.0 * float(np.finfo(dtype).eps) * float(np.max(np.abs(centred))) ** 2
 
 
 def estimate_parameters(
@@ -371,6 +371,43 @@ def fit_mixture(
     )
 
 
+_FLOAT32_NOISE = float(np.finfo(np.float32).eps) / _EPS
+
+
+def _em_pass(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    kernel: ScoringKernel,
+    config: FitConfig,
+    tied_moment: np.ndarray | None,
+    noise_floor: float,
+) -> tuple[SufficientStatistics, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """One EM iteration: the fused E-step pass, then the M-step.
+
+    Float32 data first take the fast float32 statistics; when a resulting
+    variance sinks below float32's rounding noise (where raw moments cannot be
+    trusted), the pass is redone with float64 statistics.
+    """
+    if X.dtype == np.float32:
+        stats = e_step_statistics(X, sample_weight, kernel, precise=False)
+        _check_finite(stats, config)
+        try:
+            return stats, _m_step(stats, config, tied_moment, noise_floor * _FLOAT32_NOISE)
+        except CollapsedComponentError:
+            pass
+    stats = e_step_statistics(X, sample_weight, kernel)
+    _check_finite(stats, config)
+    return stats, _m_step(stats, config, tied_moment, noise_floor)
+
+
+def _check_finite(stats: SufficientStatistics, config: FitConfig) -> None:
+    if not np.isfinite(stats.log_likelihood):
+        raise NumericalError(
+            "the log-likelihood is not finite: the data's scale overflows the "
+            f"computation in {config.dtype}; scale the data or use float64"
+        )
+
+
 def _run_em(
     X: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -395,16 +432,10 @@ def _run_em(
         kernel = ScoringKernel.build(
             weights, means, precisions_cholesky, config.covariance_type, X.dtype
         )
-        stats = e_step_statistics(X, sample_weight, kernel)
-        lower_bound = stats.log_likelihood / total_weight
-        if not np.isfinite(lower_bound):
-            raise NumericalError(
-                "the log-likelihood is not finite: the data's scale overflows the "
-                f"computation in {config.dtype}; scale the data or use float64"
-            )
-        nk, means, covariances, precisions_cholesky = _m_step(
-            stats, config, tied_moment, noise_floor
+        stats, (nk, means, covariances, precisions_cholesky) = _em_pass(
+            X, sample_weight, kernel, config, tied_moment, noise_floor
         )
+        lower_bound = stats.log_likelihood / total_weight
         weights = nk / nk.sum()
         history.append(lower_bound)
         if callback is not None and callback(

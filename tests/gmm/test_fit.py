@@ -119,3 +119,18 @@ def test_warm_start_continues_from_the_previous_parameters(blobs):
     assert model.lower_bounds_[0] >= first_history[-1] - 1e-12
     cold = fit_mixture(blobs, FitConfig(3, random_state=0, max_iter=4, tol=0.0))
     np.testing.assert_allclose(model.lower_bound_, cold.lower_bound, rtol=1e-9)
+
+
+def test_float32_falls_back_to_float64_statistics_when_it_cannot_resolve_a_variance():
+    rng = np.random.default_rng(0)
+    tight = rng.normal(scale=0.01, size=(300, 2))  # variance 1e-4, 1000 units from the rest
+    wide = rng.normal(size=(300, 2)) + 1000.0
+    X = np.vstack([tight, wide])
+    means_init = np.array([[0.0, 0.0], [1000.0, 1000.0]])
+    f32 = fit_mixture(X, FitConfig(2, dtype="float32"), means_init=means_init)
+    f64 = fit_mixture(X, FitConfig(2), means_init=means_init)
+    tight_k = int(np.argmin(np.abs(f32.parameters.means[:, 0])))
+    np.testing.assert_allclose(np.diag(f32.parameters.covariances[tight_k]), 1e-4, rtol=0.3)
+    np.testing.assert_allclose(
+        f32.parameters.covariances, f64.parameters.covariances, rtol=1e-3, atol=1e-7
+    )
