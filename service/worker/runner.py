@@ -94,6 +94,7 @@ class _Lease:
             if not force and now - self._last_write < self.settings.progress_interval_seconds:
                 return True
             self._last_write = now
+            self.worker.last_heartbeat = now
             with self.worker.database.session() as session:
                 held = jobs.renew(
                     session=session,
@@ -148,6 +149,12 @@ class Worker:
             if not ran:
                 self.stop_event.wait(self.settings.worker_poll_seconds)
         log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def healthy(self) -> bool:
+        """Its thread runs and it has beaten recently (between claims or while fitting)."""
+        alive = self._thread is not None and self._thread.is_alive()
+        limit = 2 * self.settings.lease_seconds + self.settings.worker_poll_seconds
+        return alive and time.monotonic() - self.last_heartbeat < limit
 
     def start_in_thread(self) -> None:
         self._thread = threading.Thread(target=self.run_forever, name="gmm-worker", daemon=True)

@@ -39,3 +39,9 @@ def test_unknown_routes_and_methods_are_problems(idle_client):
 
 def test_openapi_file_matches_the_running_app(idle_client):
     assert json.loads(OPENAPI_FILE.read_text()) == idle_client.get("/openapi.json").json()
+
+
+def test_readyz_is_503_when_the_embedded_worker_stopped(client):
+    client.app.state.worker.stop(timeout=10)
+    body = assert_problem(client.get("/readyz"), 503)
+    assert "worker" in body["detail"]

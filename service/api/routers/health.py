@@ -36,7 +36,7 @@ def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     responses=problems(503),
-    summary="The database is reachable and migrated to head",
+    summary="The database is reachable and migrated to head, the embedded worker beating",
 )
 def readyz(database: DatabaseDep, request: Request):
     try:
@@ -50,9 +50,9 @@ def readyz(database: DatabaseDep, request: Request):
         return _not_ready(
             f"database schema at {revision}, expected {head}: run gmm-service migrate"
         )
-    worker = getattr(request.app.state, "worker", None)
-    if worker is not None and (worker._thread is None or not worker._thread.is_alive()):
-        return _not_ready("the embedded worker is not running")
+    worker = request.app.state.worker
+    if worker is not None and not worker.healthy():
+        return _not_ready("the embedded worker is not running or has stopped beating")
     return Readiness(status="ready", database="ok", schema_revision=revision)
 
 
