@@ -105,3 +105,18 @@ def test_a_running_job_shows_its_history_so_far(client):
     assert len(running["lower_bound_history"]) >= 3
     assert running["lower_bound_history"][-1] == running["progress"]["lower_bound"]
     client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def test_a_fit_past_the_wall_clock_limit_fails_with_a_timeout(settings, database):
+    from fastapi.testclient import TestClient
+
+    from service.api import create_app
+
+    limited = settings.model_copy(update={"job_timeout_seconds": 0.3})
+    with TestClient(create_app(limited, database=database)) as client:
+        data = np.random.default_rng(0).normal(size=(20000, 4))
+        model_id = create_model(client, n_components=8, max_iter=10000, tol=0.0)
+        job = client.post(f"/v1/models/{model_id}/fit", json={"data": data.tolist()}).json()
+        done = wait_for_job(client, job["id"], timeout=30)
+    assert done["status"] == "failed"
+    assert done["error"]["type"] == "timeout" and "job_timeout_seconds" in done["error"]["detail"]
