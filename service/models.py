@@ -228,13 +228,13 @@ def anomalies(
 
 
 def anomaly_threshold(
-    parameters: MixtureParameters,
-    data: np.ndarray,
-    sample_weight: np.ndarray | None,
-    contamination: float,
+    log_likelihood: np.ndarray, sample_weight: np.ndarray | None, contamination: float
 ) -> float:
-    """The (1 - contamination) quantile of the training points' anomaly scores."""
-    scores = -parameters.score_samples(data)
+    """The (1 - contamination) quantile of the training points' anomaly scores.
+
+    ``log_likelihood`` is each training point's; points of zero weight are left out.
+    """
+    scores = -log_likelihood
     if sample_weight is not None:
         scores = scores[sample_weight > 0]
     return float(np.quantile(scores, 1.0 - contamination))

@@ -186,22 +186,34 @@ class MixtureParameters:
 
     # --- model selection ----------------------------------------------------------
 
-    def _total_log_likelihood(self, X: object, sample_weight: object) -> tuple[float, float]:
+    def information_criteria(
+        self, X: object, sample_weight: object = None
+    ) -> tuple[float, float, np.ndarray]:
+        """BIC, AIC and the per-sample log-likelihood they come from, in one pass.
+
+        Returns
+        -------
+        bic : float
+        aic : float
+        log_likelihood : ndarray of shape (n_samples,)
+        """
         log_likelihood = self.score_samples(X)
         weights = check_sample_weight(sample_weight, len(log_likelihood))
         if weights is None:
-            return float(log_likelihood.sum()), float(len(log_likelihood))
-        return float(weights @ log_likelihood), float(weights.sum())
+            total, n_samples = float(log_likelihood.sum()), float(len(log_likelihood))
+        else:
+            total, n_samples = float(weights @ log_likelihood), float(weights.sum())
+        bic = -2.0 * total + self.n_parameters * math.log(n_samples)
+        aic = -2.0 * total + 2.0 * self.n_parameters
+        return bic, aic, log_likelihood
 
     def bic(self, X: object, sample_weight: object = None) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        total, n_samples = self._total_log_likelihood(X, sample_weight)
-        return -2.0 * total + self.n_parameters * math.log(n_samples)
+        return self.information_criteria(X, sample_weight)[0]
 
     def aic(self, X: object, sample_weight: object = None) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        total, _ = self._total_log_likelihood(X, sample_weight)
-        return -2.0 * total + 2.0 * self.n_parameters
+        return self.information_criteria(X, sample_weight)[1]
 
     # --- sampling -----------------------------------------------------------------
 

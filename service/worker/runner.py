@@ -255,18 +255,19 @@ class Worker:
                 return
 
         parameters = result.parameters
+        bic, aic, log_likelihood = parameters.information_criteria(
+            inputs.data, inputs.sample_weight
+        )
         summary = {
             "converged": result.converged,
             "n_iter": result.n_iter,
             "lower_bound": result.lower_bound,
-            "bic": parameters.bic(inputs.data, inputs.sample_weight),
-            "aic": parameters.aic(inputs.data, inputs.sample_weight),
+            "bic": bic,
+            "aic": aic,
             "n_samples": int(result.n_samples),
             "dataset_id": inputs.dataset_id,
         }
-        threshold = anomaly_threshold(
-            parameters, inputs.data, inputs.sample_weight, model.contamination
-        )
+        threshold = anomaly_threshold(log_likelihood, inputs.sample_weight, model.contamination)
         with self.database.session() as session:
             stored = jobs.succeed(
                 session=session,
