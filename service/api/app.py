@@ -18,7 +18,14 @@ from .limits import BodySizeLimit
 from .observe import RequestObserver
 from .problems import install_problem_handlers
 from .routers import datasets, health, jobs, models
-from .schemas import DatasetCreate, Problem
+from .schemas import (
+    AnomalyRequest,
+    DatasetCreate,
+    FitRequest,
+    PredictRequest,
+    Problem,
+    ScoreRequest,
+)
 
 __all__ = ["create_app"]
 
@@ -87,7 +94,15 @@ def _document_problems(app: FastAPI) -> None:
             return app.openapi_schema
         schema = build()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Problem, DatasetCreate):  # referenced by hand-written request bodies
+        # Referenced by request bodies the service reads itself (see bodies.py).
+        for model in (
+            Problem,
+            DatasetCreate,
+            FitRequest,
+            PredictRequest,
+            ScoreRequest,
+            AnomalyRequest,
+        ):
             components[model.__name__] = model.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )

@@ -6,13 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from ... import datasets
-from ...errors import ServiceError
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_csv, matrix_from_npy, matrix_from_rows
+from ..bodies import UnsupportedMediaType, content_type_of, is_json, parse_json
 from ..deps import (
     CursorQuery,
     DatabaseDep,
@@ -21,7 +20,7 @@ from ..deps import (
     SettingsDep,
     TenantDep,
 )
-from ..problems import invalid_from, problems
+from ..problems import problems
 from ..responses import answer_response
 from ..schemas import DatasetCreate, DatasetList, DatasetRead
 
@@ -40,17 +39,6 @@ _BODY = {
         },
     }
 }
-
-
-class UnsupportedMediaType(ServiceError):
-    def __init__(self, content_type: str) -> None:
-        super().__init__(
-            f"content type {content_type or '(none)'!r} is not accepted; send application/json, "
-            "text/csv or application/x-npy",
-            415,
-            "Unsupported Media Type",
-            "/problems/unsupported-media-type",
-        )
 
 
 @router.post(
@@ -72,14 +60,11 @@ async def create_dataset(
     ] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = content_type_of(request)
     body = await request.body()
     limits = dict(max_rows=settings.max_rows, max_features=settings.max_features)
-    if content_type == "application/json" or content_type.endswith("+json"):
-        try:
-            parsed = DatasetCreate.model_validate_json(body)
-        except ValidationError as exc:
-            raise invalid_from(exc) from None
+    if is_json(content_type):
+        parsed = parse_json(DatasetCreate, body)
         matrix = matrix_from_rows(parsed.data, **limits)
         name = parsed.name if parsed.name is not None else name
     elif content_type in ("text/csv", "text/plain"):
@@ -87,7 +72,7 @@ async def create_dataset(
     elif content_type in ("application/x-npy", "application/octet-stream"):
         matrix = matrix_from_npy(body, **limits)
     else:
-        raise UnsupportedMediaType(content_type)
+        raise UnsupportedMediaType(content_type, "application/json, text/csv or application/x-npy")
 
     def run(session: Session) -> Answer:
         row = datasets.create_dataset(session=session, tenant=tenant, name=name, matrix=matrix)

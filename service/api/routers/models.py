@@ -15,6 +15,7 @@ from ...db.tables import ModelRow
 from ...gmm import MixtureParameters
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_rows
+from ..bodies import JsonBody, json_body_openapi
 from ..deps import (
     CacheDep,
     CursorQuery,
@@ -44,6 +45,12 @@ from ..schemas import (
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+
+# Bodies that carry matrices are parsed from the raw bytes by Pydantic (see bodies.py).
+FitBody = JsonBody(FitRequest)
+PredictBody = JsonBody(PredictRequest)
+ScoreBody = JsonBody(ScoreRequest)
+AnomalyBody = JsonBody(AnomalyRequest)
 
 
 @router.post(
@@ -125,12 +132,13 @@ def delete_model(
     "/{model_id}/fit",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problems(404, 409, 413, 422),
+    responses=problems(404, 409, 413, 415, 422),
+    openapi_extra=json_body_openapi(FitRequest),
     summary="Queue a fit; poll the job at Location",
 )
 def fit_model(
     model_id: str,
-    body: FitRequest,
+    body: FitBody,
     database: DatabaseDep,
     tenant: TenantDep,
     settings: SettingsDep,
@@ -219,10 +227,11 @@ def get_parameters(fitted: FittedDep) -> NumpyJSONResponse:
 @router.post(
     "/{model_id}/predict",
     response_model=PredictResponse,
-    responses=problems(404, 409, 413, 422),
+    responses=problems(404, 409, 413, 415, 422),
+    openapi_extra=json_body_openapi(PredictRequest),
     summary="Most probable component of each point",
 )
-def predict(body: PredictRequest, fitted: FittedDep) -> NumpyJSONResponse:
+def predict(body: PredictBody, fitted: FittedDep) -> NumpyJSONResponse:
     answer = models.predict(
         fitted.parameters, fitted.matrix(body.data), return_probabilities=body.return_probabilities
     )
@@ -232,20 +241,22 @@ def predict(body: PredictRequest, fitted: FittedDep) -> NumpyJSONResponse:
 @router.post(
     "/{model_id}/score",
     response_model=ScoreResponse,
-    responses=problems(404, 409, 413, 422),
+    responses=problems(404, 409, 413, 415, 422),
+    openapi_extra=json_body_openapi(ScoreRequest),
     summary="Log-likelihood of each point",
 )
-def score(body: ScoreRequest, fitted: FittedDep) -> NumpyJSONResponse:
+def score(body: ScoreBody, fitted: FittedDep) -> NumpyJSONResponse:
     return NumpyJSONResponse(models.score(fitted.parameters, fitted.matrix(body.data)))
 
 
 @router.post(
     "/{model_id}/anomalies",
     response_model=AnomalyResponse,
-    responses=problems(404, 409, 413, 422),
+    responses=problems(404, 409, 413, 415, 422),
+    openapi_extra=json_body_openapi(AnomalyRequest),
     summary="Flag points whose negative log-likelihood exceeds the threshold",
 )
-def anomalies(body: AnomalyRequest, fitted: FittedDep) -> NumpyJSONResponse:
+def anomalies(body: AnomalyBody, fitted: FittedDep) -> NumpyJSONResponse:
     threshold = body.threshold if body.threshold is not None else fitted.model.anomaly_threshold
     answer = models.anomalies(fitted.parameters, fitted.matrix(body.data), threshold=threshold)
     return NumpyJSONResponse(answer)
