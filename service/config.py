@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(
         0.25, ge=0, description="Least time between progress writes of a running fit."
     )
+    idempotency_ttl_hours: float = Field(
+        24.0, gt=0, description="How long an Idempotency-Key's first answer is kept."
+    )
     job_timeout_seconds: float = Field(
         3600.0, gt=0, description="Wall-clock limit of one fit attempt."
     )

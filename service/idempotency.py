@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,7 +22,7 @@ from .db import Database
 from .db.tables import IdempotencyRow
 from .errors import FieldError, Invalid
 
-__all__ = ["Answer", "fingerprint", "run_once"]
+__all__ = ["Answer", "expire_keys", "fingerprint", "run_once"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,13 @@ class Answer:
     status_code: int
     body: dict[str, Any]
     headers: dict[str, str]
+
+
+def expire_keys(*, session: Session, before: datetime) -> int:
+    """Forget the answers stored before ``before``; returns how many."""
+    return session.execute(
+        delete(IdempotencyRow).where(IdempotencyRow.created_at < before)
+    ).rowcount
 
 
 def fingerprint(*parts: str | bytes) -> str:

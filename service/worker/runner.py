@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,10 @@ from .. import jobs
 from ..config import Settings
 from ..datasets import load_matrix
 from ..db import Database
-from ..db.tables import JobRow, ModelRow
+from ..db.tables import JobRow, ModelRow, utcnow
 from ..errors import ServiceError
 from ..gmm import FitCancelled, FitProgress, GMMError, MixtureParameters, fit_mixture
+from ..idempotency import expire_keys
 from ..matrices import array_from_blob
 from ..metrics import Metrics
 from ..models import anomaly_threshold, fit_config
@@ -35,6 +37,7 @@ from ..models import anomaly_threshold, fit_config
 __all__ = ["Worker"]
 
 log = logging.getLogger("service.worker")
+_HOUSEKEEPING_SECONDS = 300.0
 
 
 @dataclass
@@ -137,10 +140,25 @@ class Worker:
 
     # --- running ------------------------------------------------------------------
 
+    def housekeeping(self) -> None:
+        """Chores between jobs: forget Idempotency-Key answers past their TTL."""
+        before = utcnow() - timedelta(hours=self.settings.idempotency_ttl_hours)
+        with self.database.session() as session:
+            expired = expire_keys(session=session, before=before)
+        if expired:
+            log.info("idempotency keys expired", extra={"count": expired})
+
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker_id": self.worker_id})
+        next_chores = 0.0
         while not self.stop_event.is_set():
             self.last_heartbeat = time.monotonic()
+            if self.last_heartbeat >= next_chores:
+                next_chores = self.last_heartbeat + _HOUSEKEEPING_SECONDS
+                try:
+                    self.housekeeping()
+                except Exception:
+                    log.exception("housekeeping failed")
             try:
                 ran = self.run_once()
             except Exception:  # a database hiccup must not kill the worker

@@ -66,3 +66,23 @@ def test_a_rejected_request_does_not_use_up_its_key(idle_client):
     assert (
         idle_client.post("/v1/models", json={"n_components": 2}, headers=headers).status_code == 201
     )
+
+
+def test_answers_past_their_ttl_are_forgotten_by_the_worker(idle_client, settings, database):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from service.db.tables import IdempotencyRow, utcnow
+    from service.worker import Worker
+
+    headers = {"Idempotency-Key": "old"}
+    first = idle_client.post("/v1/models", json={"n_components": 2}, headers=headers).json()
+    Worker(database, settings).housekeeping()  # within the TTL: kept
+    replay = idle_client.post("/v1/models", json={"n_components": 2}, headers=headers).json()
+    assert replay["id"] == first["id"]
+    with database.session() as session:
+        session.execute(update(IdempotencyRow).values(created_at=utcnow() - timedelta(hours=25)))
+    Worker(database, settings).housekeeping()
+    again = idle_client.post("/v1/models", json={"n_components": 2}, headers=headers).json()
+    assert again["id"] != first["id"]  # the key was forgotten, so this is a new request
