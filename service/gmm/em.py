@@ -144,9 +144,10 @@ def _m_step(
     return nk, means, covariances, precisions_cholesky
 
 
-def _noise_floor(centred: np.ndarray, dtype: type = np.float64) -> float:
-    """Rounding noise of a variance computed from raw moments of ``centred`` in ``dtype``."""
-    return 16.0 * float(np.finfo(dtype).eps) * float(np.max(np.abs(centred))) ** 2
+def _noise_floor(scale: float) -> float:
+    """Rounding noise of a variance computed in float64 from raw moments of data
+    whose largest absolute (centred) value is ``scale``."""
+    return 16.0 * _EPS * scale**2
 
 
 def estimate_parameters(
@@ -185,7 +186,7 @@ def estimate_parameters(
     tied = tied_second_moment(centred, weights) if covariance_type == "tied" else None
     stats = accumulate_statistics(centred, weights, resp, covariance_type)
     nk, means, covariances, precisions_cholesky = _m_step(
-        stats, config, tied, _noise_floor(centred)
+        stats, config, tied, _noise_floor(float(np.max(np.abs(centred))))
     )
     return MixtureParameters(
         covariance_type, nk / nk.sum(), means + center, covariances, precisions_cholesky
@@ -333,7 +334,7 @@ def fit_mixture(
             f"from the mean: {scale:.3g}); scale the data"
         )
     tied_moment = tied_second_moment(centred, weights) if config.covariance_type == "tied" else None
-    noise_floor = _noise_floor(centred)
+    noise_floor = _noise_floor(scale)
     rng = np.random.default_rng(config.random_state)
     n_init = 1 if warm_start is not None else config.n_init
 
