@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(
         3600.0, gt=0, description="Wall-clock limit of one fit attempt."
     )
+    keep_versions: int = Field(
+        20,
+        ge=1,
+        description="Versions kept per model; workers forget older ones (never the active one).",
+    )
 
     # Limits on requests
     max_body_bytes: int = Field(64 * 2**20, gt=0, description="Largest request body (413 past it).")

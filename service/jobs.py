@@ -78,6 +78,7 @@ def enqueue_fit(
     data: bytes | None,
     sample_weight: bytes | None,
     warm_start: bool,
+    activate: bool = True,
 ) -> JobRow:
     """Queue a fit of ``model``; 409 if one is already queued or running."""
     model_id = model.id  # a failed flush expires ``model``
@@ -97,6 +98,7 @@ def enqueue_fit(
         },
         attempts=0,
         warm_start=warm_start,
+        activate=activate,
         cancel_requested=False,
         data=data,
         sample_weight=sample_weight,
@@ -271,9 +273,11 @@ def succeed(
     result: dict[str, Any],
     progress: dict[str, Any] | None,
     lower_bound_history: list[float],
-    model_values: dict[str, Any],
-) -> bool:
-    """Finish the job and store the fitted model, in the caller's one transaction."""
+) -> str | None:
+    """Mark the job succeeded; the model id, or None if the job is no longer ours.
+
+    The caller stores the version the job made in the same transaction.
+    """
     values: dict[str, Any] = dict(
         status=JobStatus.succeeded,
         result=result,
@@ -288,19 +292,7 @@ def succeed(
         .values(**values)
         .returning(JobRow.model_id)
     ).first()
-    if done is None:
-        return False
-    session.execute(
-        update(ModelRow)
-        .where(ModelRow.id == done.model_id)
-        .values(
-            status=ModelStatus.ready,
-            version=ModelRow.version + 1,
-            updated_at=utcnow(),
-            **model_values,
-        )
-    )
-    return True
+    return None if done is None else done.model_id
 
 
 def fail(*, session: Session, job_id: str, worker_id: str, error: dict[str, str]) -> bool:

@@ -5,19 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from .cache import ModelCache
+from .cache import ModelCache, ServedVersion
 from .config import Settings
 from .datasets import get_dataset
 from .db.queries import get_owned
-from .db.tables import JobRow, ModelRow, ModelStatus, new_id
-from .errors import Conflict, FieldError, Invalid, PreconditionFailed
+from .db.tables import JobRow, ModelRow, ModelStatus, ModelVersionRow, new_id
+from .errors import Conflict, FieldError, Invalid, NotFound, PreconditionFailed
 from .gmm import FitConfig, MixtureParameters
 from .jobs import enqueue_fit
 from .matrices import array_to_blob
 from .pagination import Page, paginate
+from .versions import load_parameters
 
 __all__ = [
     "CONFIG_FIELDS",
@@ -25,7 +26,6 @@ __all__ = [
     "create_model",
     "delete_model",
     "fit_config",
-    "fitted_parameters",
     "get_model",
     "list_models",
     "model_etag",
@@ -33,6 +33,7 @@ __all__ = [
     "request_fit",
     "sample",
     "score",
+    "served_version",
 ]
 
 CONFIG_FIELDS = (
@@ -103,6 +104,7 @@ def delete_model(
             f"model {model_id!r} changed since that ETag was read; read it again"
         )
     session.execute(delete(JobRow).where(JobRow.model_id == model.id))
+    session.execute(delete(ModelVersionRow).where(ModelVersionRow.model_id == model.id))
     session.execute(delete(ModelRow).where(ModelRow.id == model.id))
 
 
@@ -132,6 +134,7 @@ def request_fit(
     data: np.ndarray | None,
     sample_weight: list[float] | None,
     warm_start: bool,
+    activate: bool = True,
 ) -> JobRow:
     """Check the request against the model and its data, then queue the fit."""
     model = get_model(session=session, tenant=tenant, model_id=model_id)
@@ -162,7 +165,7 @@ def request_fit(
             problems.append(
                 FieldError("#/sample_weight", "needs at least n_components positive weights")
             )
-    if warm_start and model.version > 0 and model.n_features != n_features:
+    if warm_start and model.active_version is not None and model.n_features != n_features:
         problems.append(
             FieldError(
                 where,
@@ -178,31 +181,58 @@ def request_fit(
         data=None if data is None else array_to_blob(data),
         sample_weight=None if weights is None else array_to_blob(weights),
         warm_start=warm_start,
+        activate=activate,
     )
 
 
 # --- a fitted model's answers -----------------------------------------------------
 
 
-def fitted_parameters(
-    *, session: Session, tenant: str, model_id: str, cache: ModelCache
-) -> tuple[ModelRow, MixtureParameters]:
-    """The model and its parameters (cached by id and version); 409 if never fitted."""
-    model = get_model(session=session, tenant=tenant, model_id=model_id)
-    if model.version == 0:
-        raise Conflict(f"model {model_id!r} is not fitted yet; fit it first")
+def served_version(
+    *, session: Session, tenant: str, model_id: str, version: int | None, cache: ModelCache
+) -> ServedVersion:
+    """The version a request asks for (the active one by default), decoded once and cached.
 
-    def load() -> MixtureParameters:
-        blob = session.scalar(
-            select(ModelRow.parameters).where(
-                ModelRow.id == model_id, ModelRow.version == model.version
-            )
+    One indexed read per request says which version that is and that it still
+    exists, so a refit, a rollback or a delete is seen by the next request;
+    the version's parameters, immutable, come from the cache. 404 for an
+    unknown model or version, 409 for a model with no active version.
+    """
+    wanted = func.coalesce(version, ModelRow.active_version)
+    found = session.execute(
+        select(
+            ModelRow.tenant,
+            ModelRow.version,
+            wanted,
+            ModelVersionRow.version,
+            ModelVersionRow.anomaly_threshold,
         )
-        if blob is None:  # refitted between the two reads: the next request sees it
-            raise Conflict(f"model {model_id!r} changed while it was read; retry")
-        return MixtureParameters.from_bytes(blob)
+        .select_from(ModelRow)
+        .outerjoin(
+            ModelVersionRow,
+            (ModelVersionRow.model_id == ModelRow.id) & (ModelVersionRow.version == wanted),
+        )
+        .where(ModelRow.id == model_id)
+    ).first()
+    if found is None or found[0] != tenant:
+        raise NotFound(f"model {model_id!r} does not exist")
+    _, newest, number, stored, threshold = found
+    if newest == 0:
+        raise Conflict(f"model {model_id!r} is not fitted yet; fit it first")
+    if number is None:
+        raise Conflict(
+            f"model {model_id!r} has no active version; activate one of its staged versions"
+        )
+    if stored is None:
+        raise NotFound(f"model {model_id!r} has no version {number}")
 
-    return model, cache.get(model_id, model.version, load)
+    def load() -> ServedVersion:
+        parameters = load_parameters(session=session, model_id=model_id, version=number)
+        if parameters is None:  # deleted between the two reads: the next request sees it
+            raise NotFound(f"model {model_id!r} has no version {number}")
+        return ServedVersion(model_id, number, parameters, threshold)
+
+    return cache.get(model_id, number, load)
 
 
 def predict(

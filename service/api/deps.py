@@ -19,6 +19,7 @@ __all__ = [
     "LimitQuery",
     "SettingsDep",
     "TenantDep",
+    "VersionQuery",
     "authenticate",
 ]
 
@@ -53,6 +54,10 @@ TenantDep = Annotated[str, Depends(authenticate)]
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
 CursorQuery = Annotated[
     str | None, Query(max_length=500, description="next_cursor of the previous page.")
+]
+VersionQuery = Annotated[
+    int | None,
+    Query(ge=1, description="Use this version of the model instead of its active one."),
 ]
 IdempotencyKeyHeader = Annotated[
     str | None,

@@ -15,12 +15,17 @@ __all__ = [
     "DatasetRead",
     "FitRequest",
     "FitSummary",
+    "ActivateRequest",
     "JobList",
     "JobRead",
     "ModelCreate",
     "ModelList",
     "ModelRead",
+    "ModelVersionList",
+    "ModelVersionRead",
+    "ParametersImport",
     "ParametersRead",
+    "SklearnParametersRead",
     "PredictRequest",
     "PredictResponse",
     "Problem",
@@ -92,10 +97,9 @@ class DatasetList(BaseModel):
 # --- models -------------------------------------------------------------------------
 
 
-class ModelConfig(BaseModel):
-    """A model's configuration; defaults are scikit-learn's GaussianMixture's."""
+class FitConfig(BaseModel):
+    """How a model is fitted; defaults are scikit-learn's GaussianMixture's."""
 
-    name: Name | None = None
     n_components: int = Field(1, ge=1)
     covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
     tol: float = Field(1e-3, ge=0, allow_inf_nan=False)
@@ -108,6 +112,12 @@ class ModelConfig(BaseModel):
     contamination: float = Field(
         0.01, ge=0, le=0.5, description="Share of training points flagged as anomalies."
     )
+
+
+class ModelConfig(FitConfig):
+    """A model's configuration: its name and how it is fitted."""
+
+    name: Name | None = None
 
 
 class ModelCreate(ModelConfig, _Request):
@@ -129,7 +139,10 @@ class ModelRead(ModelConfig):
 
     id: str
     status: Literal["new", "fitting", "ready", "failed"]
-    version: int
+    version: int = Field(description="The newest version (0 before the first).")
+    active_version: int | None = Field(
+        description="The version inference uses unless a request names another."
+    )
     n_features: int | None
     fit_summary: FitSummary | None
     anomaly_threshold: float | None
@@ -147,6 +160,9 @@ class FitRequest(_Request):
     data: Matrix | None = None
     sample_weight: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
     warm_start: bool = False
+    activate: bool = Field(
+        True, description="Serve the version this fit makes at once (false: stage it)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> FitRequest:
@@ -163,6 +179,70 @@ class ParametersRead(BaseModel):
     covariances: list[float] | list[list[float]] | list[list[list[float]]] = Field(
         description="(K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical."
     )
+
+
+class SklearnParametersRead(BaseModel):
+    """What a sklearn.mixture.GaussianMixture needs to predict and score as this version does."""
+
+    covariance_type: Literal["full", "tied", "diag", "spherical"]
+    version: int
+    n_components: int
+    n_features_in_: int
+    weights_: list[float]
+    means_: list[list[float]]
+    covariances_: list[float] | list[list[float]] | list[list[list[float]]]
+    precisions_: list[float] | list[list[float]] | list[list[list[float]]]
+    precisions_cholesky_: list[float] | list[list[float]] | list[list[list[float]]]
+    converged_: bool
+    n_iter_: int
+    lower_bound_: float | None = Field(description="null for an imported version.")
+
+
+NumberArray = list[FiniteFloat] | list[list[FiniteFloat]] | list[list[list[FiniteFloat]]]
+
+
+class ParametersImport(_Request):
+    """A mixture fitted elsewhere, in scikit-learn's shapes; exactly one precision form."""
+
+    covariance_type: Literal["full", "tied", "diag", "spherical"]
+    weights: list[FiniteFloat] = Field(description="(K,), non-negative, summing to 1.")
+    means: list[list[FiniteFloat]] = Field(description="(K, D).")
+    covariances: NumberArray | None = Field(
+        None, description="(K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical."
+    )
+    precisions: NumberArray | None = Field(None, description="Inverses of the covariances.")
+    precisions_cholesky: NumberArray | None = Field(
+        None, description="Triangular U with U U^T = the precision matrix (scikit-learn's)."
+    )
+    anomaly_threshold: FiniteFloat | None = Field(
+        None,
+        description="Default: the (1 - contamination) quantile of the anomaly scores "
+        "of 100,000 points drawn from the mixture.",
+    )
+    activate: bool = Field(True, description="Serve this version at once (false: stage it).")
+
+
+class ModelVersionRead(BaseModel):
+    version: int
+    active: bool
+    source: Literal["fit", "select", "import"]
+    created_at: datetime
+    job_id: str | None
+    dataset_id: str | None
+    dataset_sha256: str | None
+    n_features: int
+    config: FitConfig
+    fit_summary: FitSummary | None
+    anomaly_threshold: float | None
+
+
+class ModelVersionList(BaseModel):
+    items: list[ModelVersionRead]
+    next_cursor: str | None
+
+
+class ActivateRequest(_Request):
+    version: int = Field(ge=1, description="The version to serve from now on.")
 
 
 class PredictRequest(_Request):

@@ -36,6 +36,8 @@ __all__ = [
     "JobStatus",
     "ModelRow",
     "ModelStatus",
+    "ModelVersionRow",
+    "VersionSource",
     "PUBLIC_TENANT",
     "new_id",
     "utcnow",
@@ -78,6 +80,12 @@ class ModelStatus(enum.StrEnum):
     failed = "failed"
 
 
+class VersionSource(enum.StrEnum):
+    fit = "fit"
+    select = "select"
+    import_ = "import"
+
+
 class JobStatus(enum.StrEnum):
     queued = "queued"
     running = "running"
@@ -87,6 +95,10 @@ class JobStatus(enum.StrEnum):
 
 
 ACTIVE_JOB_STATUSES = (JobStatus.queued, JobStatus.running)
+
+
+def _enum_values(enum_class: type[enum.Enum]) -> list[str]:
+    return [member.value for member in enum_class]
 
 
 class Base(DeclarativeBase):
@@ -136,13 +148,41 @@ class ModelRow(Base):
     status: Mapped[ModelStatus] = mapped_column(
         Enum(ModelStatus, native_enum=False, length=16), default=ModelStatus.new
     )
+    # The newest version's number (0 before the first); numbers are never reused.
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # The version inference uses unless a request names another; null before the first.
+    active_version: Mapped[int | None] = mapped_column(Integer)
+    # The active version's, copied here so a model reads in one row.
     n_features: Mapped[int | None] = mapped_column(Integer)
     fit_summary: Mapped[dict | None] = mapped_column(JSON)
     anomaly_threshold: Mapped[float | None] = mapped_column(Float)
-    parameters: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ModelVersionRow(Base):
+    """One immutable fitted state of a model: made by a fit, a selection or an import."""
+
+    __tablename__ = "model_versions"
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[VersionSource] = mapped_column(
+        Enum(VersionSource, native_enum=False, length=16, values_callable=_enum_values)
+    )
+    config: Mapped[dict] = mapped_column(JSON)
+    n_features: Mapped[int] = mapped_column(Integer)
+    fit_summary: Mapped[dict | None] = mapped_column(JSON)
+    anomaly_threshold: Mapped[float | None] = mapped_column(Float)
+    dataset_id: Mapped[str | None] = mapped_column(String(40))
+    dataset_sha256: Mapped[str | None] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(40))
+    parameters: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # The training points' anomaly scores, for p-values (npz); null when not kept.
+    training_scores: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class JobRow(Base):
@@ -173,6 +213,10 @@ class JobRow(Base):
     error: Mapped[dict | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     warm_start: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether the version the job makes becomes the active one.
+    activate: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    # What a job of another kind than a plain fit needs (e.g. a selection's candidates).
+    options: Mapped[dict | None] = mapped_column(JSON)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(80))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -22,11 +22,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
-from .. import jobs
+from .. import jobs, versions
 from ..config import Settings
 from ..datasets import load_matrix
 from ..db import Database
-from ..db.tables import JobRow, ModelRow, utcnow
+from ..db.tables import DatasetRow, JobRow, ModelRow, VersionSource, utcnow
 from ..errors import ServiceError
 from ..gmm import FitCancelled, FitProgress, GMMError, MixtureParameters, fit_mixture
 from ..idempotency import expire_keys
@@ -47,6 +47,8 @@ class _FitInputs:
     sample_weight: np.ndarray | None
     warm_start: MixtureParameters | None
     dataset_id: str | None
+    dataset_sha256: str | None
+    activate: bool
 
 
 class _Lease:
@@ -141,12 +143,18 @@ class Worker:
     # --- running ------------------------------------------------------------------
 
     def housekeeping(self) -> None:
-        """Chores between jobs: forget Idempotency-Key answers past their TTL."""
+        """Chores between jobs: forget Idempotency-Key answers past their TTL, and
+        model versions beyond the newest ``keep_versions`` (never an active one)."""
         before = utcnow() - timedelta(hours=self.settings.idempotency_ttl_hours)
         with self.database.session() as session:
             expired = expire_keys(session=session, before=before)
+            forgotten = versions.forget_old_versions(
+                session=session, keep=self.settings.keep_versions
+            )
         if expired:
             log.info("idempotency keys expired", extra={"count": expired})
+        if forgotten:
+            log.info("old model versions forgotten", extra={"count": forgotten})
 
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker_id": self.worker_id})
@@ -206,21 +214,25 @@ class Worker:
                 .where(JobRow.id == claim.job_id)
                 .options(undefer(JobRow.data), undefer(JobRow.sample_weight))
             ).one()
-            model = session.scalars(
-                select(ModelRow)
-                .where(ModelRow.id == claim.model_id)
-                .options(undefer(ModelRow.parameters))
-            ).one()
+            model = session.scalars(select(ModelRow).where(ModelRow.id == claim.model_id)).one()
+            dataset_sha256 = None
             if job.dataset_id is not None:
                 data = load_matrix(session=session, dataset_id=job.dataset_id)
+                dataset_sha256 = session.scalar(
+                    select(DatasetRow.sha256).where(DatasetRow.id == job.dataset_id)
+                )
             else:
                 data = array_from_blob(job.data)
             weights = None if job.sample_weight is None else array_from_blob(job.sample_weight)
             warm = None
-            if job.warm_start and model.version > 0 and model.parameters is not None:
-                warm = MixtureParameters.from_bytes(model.parameters)
+            if job.warm_start and model.active_version is not None:
+                warm = versions.load_parameters(
+                    session=session, model_id=model.id, version=model.active_version
+                )
             session.expunge(model)
-            return _FitInputs(model, data, weights, warm, job.dataset_id)
+            return _FitInputs(
+                model, data, weights, warm, job.dataset_id, dataset_sha256, job.activate
+            )
 
     def _run(self, claim: jobs.Claim) -> None:
         started = time.perf_counter()
@@ -286,20 +298,34 @@ class Worker:
             "dataset_id": inputs.dataset_id,
         }
         threshold = anomaly_threshold(log_likelihood, inputs.sample_weight, model.contamination)
+        new = versions.NewVersion(
+            source=VersionSource.fit,
+            parameters=parameters,
+            config=versions.version_config(model),
+            fit_summary=summary,
+            anomaly_threshold=threshold,
+            dataset_id=inputs.dataset_id,
+            dataset_sha256=inputs.dataset_sha256,
+            job_id=claim.job_id,
+        )
         with self.database.session() as session:
-            stored = jobs.succeed(
+            model_id = jobs.succeed(
                 session=session,
                 job_id=claim.job_id,
                 worker_id=self.worker_id,
                 result=summary,
                 progress=progress or None,
                 lower_bound_history=result.lower_bound_history,
-                model_values=dict(
-                    parameters=parameters.to_bytes(),
-                    n_features=parameters.n_features,
-                    fit_summary=summary,
-                    anomaly_threshold=threshold,
-                ),
+            )
+            stored = model_id is not None and (
+                versions.add_version(
+                    session=session,
+                    model_id=model_id,
+                    new=new,
+                    activate=inputs.activate,
+                    finishes_fit=True,
+                )
+                is not None
             )
         if stored and self.metrics is not None:
             self.metrics.fit_seconds.observe(time.perf_counter() - started)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service.api import create_app
 from service.db import Database
 from service.db.tables import JobRow, JobStatus, ModelRow
-from service.gmm import MixtureParameters
+from service.versions import load_parameters
 
 from ..conftest import wait_for_job
 from .conftest import queue_fit, worker_process
@@ -69,8 +69,8 @@ def test_a_job_whose_worker_is_killed_is_rerun_by_another(database, settings):
     assert len(job.lower_bound_history) == CONFIG["max_iter"]  # one complete fit, from the start
     with database.session() as session:
         model = session.get(ModelRow, model_id)
-        assert model.version == 1
-        stored = MixtureParameters.from_bytes(model.parameters)
+        assert model.version == 1 and model.active_version == 1
+        stored = load_parameters(session=session, model_id=model_id, version=1)
     assert stored.n_components == CONFIG["n_components"]
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from ... import models
+from ... import models, versions
+from ...cache import ServedVersion
 from ...config import Settings
-from ...db.tables import ModelRow
-from ...gmm import MixtureParameters
+from ...db.tables import ModelRow, ModelVersionRow
+from ...errors import NotFound
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_rows
 from ..bodies import JsonBody, json_body_openapi
@@ -24,10 +25,12 @@ from ..deps import (
     LimitQuery,
     SettingsDep,
     TenantDep,
+    VersionQuery,
 )
 from ..problems import problems
 from ..responses import NumpyJSONResponse, answer_response
 from ..schemas import (
+    ActivateRequest,
     AnomalyRequest,
     AnomalyResponse,
     FitRequest,
@@ -35,6 +38,9 @@ from ..schemas import (
     ModelCreate,
     ModelList,
     ModelRead,
+    ModelVersionList,
+    ModelVersionRead,
+    ParametersImport,
     ParametersRead,
     PredictRequest,
     PredictResponse,
@@ -42,6 +48,7 @@ from ..schemas import (
     SampleResponse,
     ScoreRequest,
     ScoreResponse,
+    SklearnParametersRead,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -159,6 +166,7 @@ def fit_model(
             data=data,
             sample_weight=body.sample_weight,
             warm_start=body.warm_start,
+            activate=body.activate,
         )
         job_json = JobRead.model_validate(job).model_dump(mode="json")
         return Answer(202, job_json, {"Location": f"/v1/jobs/{job.id}"})
@@ -174,32 +182,160 @@ def fit_model(
     )
 
 
+# --- versions -------------------------------------------------------------------------
+
+
+def _version_read(row: ModelVersionRow, active_version: int | None) -> ModelVersionRead:
+    return ModelVersionRead(
+        version=row.version,
+        active=row.version == active_version,
+        source=row.source.value,
+        created_at=row.created_at,
+        job_id=row.job_id,
+        dataset_id=row.dataset_id,
+        dataset_sha256=row.dataset_sha256,
+        n_features=row.n_features,
+        config=row.config,
+        fit_summary=row.fit_summary,
+        anomaly_threshold=row.anomaly_threshold,
+    )
+
+
+@router.get(
+    "/{model_id}/versions",
+    response_model=ModelVersionList,
+    responses=problems(404, 422),
+    summary="The model's versions, newest first",
+)
+def list_versions(
+    model_id: str,
+    database: DatabaseDep,
+    tenant: TenantDep,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> ModelVersionList:
+    with database.session() as session:
+        page = versions.list_versions(
+            session=session, tenant=tenant, model_id=model_id, limit=limit, cursor=cursor
+        )
+        active = session.get(ModelRow, model_id).active_version
+        return ModelVersionList(
+            items=[_version_read(row, active) for row in page], next_cursor=page.next_cursor
+        )
+
+
+@router.get(
+    "/{model_id}/versions/{version}",
+    response_model=ModelVersionRead,
+    responses=problems(404, 422),
+    summary="One version of the model",
+)
+def get_version(
+    model_id: str, version: int, database: DatabaseDep, tenant: TenantDep
+) -> ModelVersionRead:
+    with database.session() as session:
+        row = versions.get_version(
+            session=session, tenant=tenant, model_id=model_id, version=version
+        )
+        return _version_read(row, session.get(ModelRow, model_id).active_version)
+
+
+@router.delete(
+    "/{model_id}/versions/{version}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problems(404, 409, 422),
+    summary="Forget a version (not the active one)",
+)
+def delete_version(
+    model_id: str, version: int, database: DatabaseDep, tenant: TenantDep
+) -> Response:
+    with database.session() as session:
+        versions.delete_version(session=session, tenant=tenant, model_id=model_id, version=version)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{model_id}/activate",
+    response_model=ModelRead,
+    responses=problems(404, 422),
+    summary="Serve another version: roll back or promote",
+)
+def activate(
+    model_id: str,
+    body: ActivateRequest,
+    response: Response,
+    database: DatabaseDep,
+    tenant: TenantDep,
+) -> ModelRead:
+    with database.session() as session:
+        row = versions.activate(
+            session=session, tenant=tenant, model_id=model_id, version=body.version
+        )
+        response.headers["ETag"] = models.model_etag(row)
+        return ModelRead.model_validate(row)
+
+
+@router.post(
+    "/{model_id}/parameters",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ModelVersionRead,
+    responses=problems(404, 413, 422),
+    summary="Import a mixture fitted elsewhere as a new version",
+)
+def import_parameters(
+    model_id: str, body: ParametersImport, database: DatabaseDep, tenant: TenantDep
+) -> ModelVersionRead:
+    arrays = body.model_dump(exclude={"anomaly_threshold", "activate"}, exclude_none=True)
+    with database.session() as session:
+        row = versions.import_parameters(
+            session=session,
+            tenant=tenant,
+            model_id=model_id,
+            arrays=arrays,
+            anomaly_threshold=body.anomaly_threshold,
+            activate=body.activate,
+        )
+        return _version_read(row, session.get(ModelRow, model_id).active_version)
+
+
+# --- a fitted model's answers -------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Fitted:
-    """A fitted model and its (cached) parameters, resolved from the path's model_id."""
+    """The version a request asks for (from the path's model_id and ?version=), ready."""
 
-    model: ModelRow
-    parameters: MixtureParameters
+    served: ServedVersion
     settings: Settings
+
+    @property
+    def parameters(self):
+        return self.served.parameters
 
     def matrix(self, rows: list[list[float]]):
         """The request's data, checked against the fitted width and the limits."""
         return matrix_from_rows(
             rows,
-            n_features=self.model.n_features,
+            n_features=self.served.n_features,
             max_rows=self.settings.max_rows,
             max_features=self.settings.max_features,
         )
 
 
 def _fitted(
-    model_id: str, database: DatabaseDep, tenant: TenantDep, cache: CacheDep, settings: SettingsDep
+    model_id: str,
+    database: DatabaseDep,
+    tenant: TenantDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    version: VersionQuery = None,
 ) -> Fitted:
     with database.session() as session:
-        model, parameters = models.fitted_parameters(
-            session=session, tenant=tenant, model_id=model_id, cache=cache
+        served = models.served_version(
+            session=session, tenant=tenant, model_id=model_id, version=version, cache=cache
         )
-    return Fitted(model, parameters, settings)
+    return Fitted(served, settings)
 
 
 FittedDep = Annotated[Fitted, Depends(_fitted)]
@@ -207,16 +343,31 @@ FittedDep = Annotated[Fitted, Depends(_fitted)]
 
 @router.get(
     "/{model_id}/parameters",
-    response_model=ParametersRead,
+    response_model=ParametersRead | SklearnParametersRead,
     responses=problems(404, 409, 422),
-    summary="The fitted parameters",
+    summary="The fitted parameters (format=sklearn: scikit-learn's fitted attributes)",
 )
-def get_parameters(fitted: FittedDep) -> NumpyJSONResponse:
+def get_parameters(
+    fitted: FittedDep,
+    database: DatabaseDep,
+    format: Annotated[
+        Literal["default", "sklearn"],
+        Query(description="sklearn: the attributes sklearn.mixture.GaussianMixture needs."),
+    ] = "default",
+) -> NumpyJSONResponse:
     parameters = fitted.parameters
+    if format == "sklearn":
+        with database.session() as session:
+            row = session.get(ModelVersionRow, (fitted.served.model_id, fitted.served.version))
+            if row is None:  # deleted since it was resolved
+                raise NotFound(
+                    f"model {fitted.served.model_id!r} has no version {fitted.served.version}"
+                )
+            return NumpyJSONResponse(versions.sklearn_export(parameters, row))
     return NumpyJSONResponse(
         {
             "covariance_type": parameters.covariance_type,
-            "version": fitted.model.version,
+            "version": fitted.served.version,
             "weights": parameters.weights,
             "means": parameters.means,
             "covariances": parameters.covariances,
@@ -257,7 +408,7 @@ def score(body: ScoreBody, fitted: FittedDep) -> NumpyJSONResponse:
     summary="Flag points whose negative log-likelihood exceeds the threshold",
 )
 def anomalies(body: AnomalyBody, fitted: FittedDep) -> NumpyJSONResponse:
-    threshold = body.threshold if body.threshold is not None else fitted.model.anomaly_threshold
+    threshold = body.threshold if body.threshold is not None else fitted.served.anomaly_threshold
     answer = models.anomalies(fitted.parameters, fitted.matrix(body.data), threshold=threshold)
     return NumpyJSONResponse(answer)
 
