@@ -52,12 +52,19 @@ def test_a_tenant_sees_only_its_own_resources(secured):
         f"/v1/datasets/{dataset['id']}",
         f"/v1/models/{model['id']}",
         f"/v1/models/{model['id']}/parameters",
+        f"/v1/models/{model['id']}/versions",
+        f"/v1/models/{model['id']}/versions/1",
         f"/v1/jobs/{job['id']}",
         f"/v1/jobs/{job['id']}/events",
     ):
         assert_problem(secured.get(path, headers=BETA), 404)
     assert_problem(secured.delete(f"/v1/models/{model['id']}", headers=BETA), 404)
     assert_problem(secured.post(f"/v1/jobs/{job['id']}/cancel", headers=BETA), 404)
+    assert_problem(secured.delete(f"/v1/models/{model['id']}/versions/1", headers=BETA), 404)
+    assert_problem(
+        secured.post(f"/v1/models/{model['id']}/activate", json={"version": 1}, headers=BETA),
+        404,
+    )
     assert_problem(
         secured.post(
             f"/v1/models/{model['id']}/predict", json={"data": [[0.0, 0.0]]}, headers=BETA
