@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -22,17 +24,38 @@ def _config(engine: Engine) -> Config:
     return config
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Config]:
+    """A config bound to one connection, in one transaction.
+
+    On SQLite, foreign keys are off while migrations run: a batch migration
+    rebuilds a table by copying it and dropping the original, and with foreign
+    keys on, that drop would cascade to every row that refers to it. (The
+    pragma only takes effect outside a transaction, hence before ``begin``.)
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                config = _config(engine)
+                config.attributes["connection"] = connection
+                yield config
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
-        config = _config(engine)
-        config.attributes["connection"] = connection
+    with _migrating(engine) as config:
         command.upgrade(config, revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
-    with engine.begin() as connection:
-        config = _config(engine)
-        config.attributes["connection"] = connection
+    with _migrating(engine) as config:
         command.downgrade(config, revision)
 
 

@@ -1,12 +1,20 @@
 """Alembic: the same migrations on SQLite and PostgreSQL, up and down."""
 
+import json
+from datetime import UTC, datetime
+
+import numpy as np
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from fastapi.testclient import TestClient
+from sqlalchemy import inspect, text
 
+from service.api import create_app
 from service.db import Database
 from service.db.migrate import current_revision, downgrade, head_revision, upgrade
 from service.db.tables import Base
+from service.gmm import FitConfig, MixtureParameters, fit_mixture
+from service.matrices import array_to_blob
 
 
 def test_migrations_build_exactly_the_tables_the_code_declares(database):
@@ -22,4 +30,88 @@ def test_upgrade_from_empty_to_head_and_downgrade_back(database_url):
     upgrade(database.engine)
     assert current_revision(database.engine) == head_revision(database.engine)
     assert {"datasets", "models", "jobs"} <= set(inspect(database.engine).get_table_names())
+    database.dispose()
+
+
+def _fitted_under_revision_0004(database: Database) -> tuple[str, MixtureParameters]:
+    """A fitted model as the schema before versions stored it: parameters on the model row."""
+    data = np.random.default_rng(0).normal(size=(300, 2))
+    parameters = fit_mixture(data, FitConfig(n_components=2, random_state=0)).parameters
+    now = datetime.now(UTC)
+    summary = {
+        "converged": True,
+        "n_iter": 3,
+        "lower_bound": -2.8,
+        "bic": 1.0,
+        "aic": 1.0,
+        "n_samples": 300,
+        "dataset_id": "ds_old",
+    }
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO datasets (id, tenant, name, n_samples, n_features, sha256, "
+                "size_bytes, data, created_at) VALUES ('ds_old', 'public', NULL, 300, 2, "
+                "'abc123', 4800, :blob, :now)"
+            ),
+            {"blob": array_to_blob(data), "now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO models (id, tenant, name, n_components, covariance_type, tol, "
+                "reg_covar, max_iter, n_init, init_params, random_state, dtype, contamination, "
+                "status, version, n_features, fit_summary, anomaly_threshold, parameters, "
+                "created_at, updated_at) VALUES ('mdl_old', 'public', 'old', 2, 'full', 0.001, "
+                "1e-06, 100, 1, 'kmeans', 0, 'float64', 0.01, 'ready', 3, 2, :summary, 5.5, "
+                ":parameters, :now, :now)"
+            ),
+            {"summary": json.dumps(summary), "parameters": parameters.to_bytes(), "now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, tenant, model_id, dataset_id, kind, status, progress, "
+                "attempts, warm_start, cancel_requested, created_at, finished_at, "
+                "lower_bound_history) VALUES ('job_old', 'public', 'mdl_old', 'ds_old', 'fit', "
+                "'succeeded', '{}', 1, false, false, :now, :now, '[]')"
+            ),
+            {"now": now},
+        )
+    return "mdl_old", parameters
+
+
+def test_upgrade_moves_each_fitted_models_parameters_into_an_active_version(database_url, settings):
+    database = Database(database_url)
+    downgrade(database.engine, "0004")
+    model_id, parameters = _fitted_under_revision_0004(database)
+    upgrade(database.engine)
+    probe = np.array([[0.0, 0.0], [1.0, -1.0]])
+    with TestClient(create_app(settings, database=database, embedded_worker=False)) as client:
+        model = client.get(f"/v1/models/{model_id}").json()
+        assert (model["version"], model["active_version"], model["anomaly_threshold"]) == (
+            3,
+            3,
+            5.5,
+        )
+        (version,) = client.get(f"/v1/models/{model_id}/versions").json()["items"]
+        assert (version["version"], version["source"], version["job_id"]) == (3, "fit", "job_old")
+        assert (version["dataset_id"], version["dataset_sha256"]) == ("ds_old", "abc123")
+        assert version["config"]["n_components"] == 2
+        assert client.get("/v1/jobs/job_old").json()["status"] == "succeeded"  # not cascaded away
+        scored = client.post(f"/v1/models/{model_id}/score", json={"data": probe.tolist()}).json()
+    np.testing.assert_array_equal(scored["log_likelihood"], parameters.score_samples(probe))
+    database.dispose()
+
+
+def test_downgrade_puts_the_active_versions_parameters_back_on_the_model(database_url):
+    database = Database(database_url)
+    downgrade(database.engine, "0004")
+    model_id, parameters = _fitted_under_revision_0004(database)
+    upgrade(database.engine)
+    downgrade(database.engine, "0004")
+    with database.engine.connect() as connection:
+        blob = connection.execute(
+            text("SELECT parameters FROM models WHERE id = :id"), {"id": model_id}
+        ).scalar_one()
+    assert MixtureParameters.from_bytes(blob).means.tolist() == parameters.means.tolist()
+    upgrade(database.engine)
     database.dispose()
