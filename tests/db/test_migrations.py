@@ -33,6 +33,9 @@ def test_upgrade_from_empty_to_head_and_downgrade_back(database_url):
     database.dispose()
 
 
+PROGRESS = {"init": 0, "n_init": 1, "iteration": 3, "max_iter": 100, "lower_bound": -2.8}
+
+
 def _fitted_under_revision_0004(database: Database) -> tuple[str, MixtureParameters]:
     """A fitted model as the schema before versions stored it: parameters on the model row."""
     data = np.random.default_rng(0).normal(size=(300, 2))
@@ -72,9 +75,9 @@ def _fitted_under_revision_0004(database: Database) -> tuple[str, MixtureParamet
                 "INSERT INTO jobs (id, tenant, model_id, dataset_id, kind, status, progress, "
                 "attempts, warm_start, cancel_requested, created_at, finished_at, "
                 "lower_bound_history) VALUES ('job_old', 'public', 'mdl_old', 'ds_old', 'fit', "
-                "'succeeded', '{}', 1, false, false, :now, :now, '[]')"
+                "'succeeded', :progress, 1, false, false, :now, :now, '[]')"
             ),
-            {"now": now},
+            {"now": now, "progress": json.dumps(PROGRESS)},
         )
     return "mdl_old", parameters
 
