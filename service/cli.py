@@ -219,6 +219,43 @@ def models(limit, url, api_key):
         )
 
 
+@main.command()
+@click.argument("model_id")
+@click.option("--limit", type=int, default=50, show_default=True)
+@_url_option
+@_api_key_option
+def versions(model_id, limit, url, api_key):
+    """List a model's versions, newest first: version, active mark, source, when, summary."""
+    try:
+        with _client(url, api_key) as gmm:
+            listing = gmm.versions(model_id, limit=limit)
+    except Exception as exc:
+        _fail(exc)
+    for version in listing["items"]:
+        summary = version["fit_summary"] or {}
+        bic = f"bic={summary['bic']:.6g}" if "bic" in summary else ""
+        click.echo(
+            f"v{version['version']}\t{'*' if version['active'] else ' '}\t{version['source']}\t"
+            f"{version['created_at']}\tk={version['config']['n_components']}\t"
+            f"{version['config']['covariance_type']}\t{bic}"
+        )
+
+
+@main.command()
+@click.argument("model_id")
+@click.argument("version", type=int)
+@_url_option
+@_api_key_option
+def activate(model_id, version, url, api_key):
+    """Serve VERSION of the model from the next request on (roll back or promote)."""
+    try:
+        with _client(url, api_key) as gmm:
+            model = gmm.activate(model_id, version)
+    except Exception as exc:
+        _fail(exc)
+    click.echo(f"{model['id']} now serves version {model['active_version']}")
+
+
 def _answer_to_csv(header: list[str], columns: list[np.ndarray]) -> None:
     click.echo(",".join(header))
     for row in zip(*columns, strict=True):

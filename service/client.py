@@ -127,6 +127,36 @@ def _sample(response: httpx.Response) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(body["samples"]), np.asarray(body["components"], dtype=np.intp)
 
 
+_SKLEARN_ARRAYS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
+
+
+def _sklearn_parameters(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    for name in _SKLEARN_ARRAYS:
+        body[name] = np.asarray(body[name])
+    return body
+
+
+def _to_sklearn(response: httpx.Response) -> Any:
+    """A fitted ``sklearn.mixture.GaussianMixture`` (scikit-learn is imported only here)."""
+    from sklearn.mixture import GaussianMixture
+
+    attributes = _sklearn_parameters(response)
+    estimator = GaussianMixture(
+        attributes["n_components"], covariance_type=attributes["covariance_type"]
+    )
+    for name, value in attributes.items():
+        if name.endswith("_"):
+            setattr(estimator, name, value)
+    if estimator.lower_bound_ is None:  # an imported version has no fit of its own
+        estimator.lower_bound_ = -np.inf
+    return estimator
+
+
+def _array(value: Any) -> Any:
+    return None if value is None else np.asarray(value, dtype=np.float64).tolist()
+
+
 def _idempotency(key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": key} if key else {}
 
@@ -192,10 +222,14 @@ class _Operations:
         dataset_id: str | None = None,
         sample_weight: Any = None,
         warm_start: bool = False,
+        activate: bool = True,
         idempotency_key: str | None = None,
     ):
-        """Queue a fit; returns the Job (see ``fit(..., wait=True)`` to wait for it)."""
-        body: dict[str, Any] = {"warm_start": warm_start}
+        """Queue a fit; returns the Job (see ``fit(..., wait=True)`` to wait for it).
+
+        ``activate=False`` stages the version the fit makes instead of serving it.
+        """
+        body: dict[str, Any] = {"warm_start": warm_start, "activate": activate}
         if data is not None:
             body["data"] = _rows(data)
         if dataset_id is not None:
@@ -212,31 +246,181 @@ class _Operations:
             )
         )
 
-    def parameters(self, model_id: str):
+    def parameters(self, model_id: str, *, version: int | None = None):
         """weights, means, covariances (NumPy arrays), covariance_type and version."""
-        return self._call(_Call("GET", f"/v1/models/{model_id}/parameters", _parameters))
-
-    def predict(self, model_id: str, X: Any, *, return_probabilities: bool = False):
-        """Labels, or (labels, probabilities) with ``return_probabilities``."""
-        body = {"data": _rows(X), "return_probabilities": return_probabilities}
-        return self._call(_Call("POST", f"/v1/models/{model_id}/predict", _predict, json=body))
-
-    def score(self, model_id: str, X: Any):
-        """Per-sample log-likelihood."""
         return self._call(
-            _Call("POST", f"/v1/models/{model_id}/score", _score, json={"data": _rows(X)})
+            _Call(
+                "GET",
+                f"/v1/models/{model_id}/parameters",
+                _parameters,
+                params={"version": version},
+            )
         )
 
-    def anomalies(self, model_id: str, X: Any, *, threshold: float | None = None):
+    def predict(
+        self,
+        model_id: str,
+        X: Any,
+        *,
+        return_probabilities: bool = False,
+        version: int | None = None,
+    ):
+        """Labels, or (labels, probabilities) with ``return_probabilities``."""
+        body = {"data": _rows(X), "return_probabilities": return_probabilities}
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/predict",
+                _predict,
+                json=body,
+                params={"version": version},
+            )
+        )
+
+    def score(self, model_id: str, X: Any, *, version: int | None = None):
+        """Per-sample log-likelihood."""
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/score",
+                _score,
+                json={"data": _rows(X)},
+                params={"version": version},
+            )
+        )
+
+    def anomalies(
+        self,
+        model_id: str,
+        X: Any,
+        *,
+        threshold: float | None = None,
+        version: int | None = None,
+    ):
         body: dict[str, Any] = {"data": _rows(X)}
         if threshold is not None:
             body["threshold"] = threshold
-        return self._call(_Call("POST", f"/v1/models/{model_id}/anomalies", _anomalies, json=body))
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/anomalies",
+                _anomalies,
+                json=body,
+                params={"version": version},
+            )
+        )
 
-    def sample(self, model_id: str, n_samples: int, *, random_state: int | None = None):
+    def sample(
+        self,
+        model_id: str,
+        n_samples: int,
+        *,
+        random_state: int | None = None,
+        version: int | None = None,
+    ):
         """(samples, components)."""
         body = {"n_samples": n_samples, "random_state": random_state}
-        return self._call(_Call("POST", f"/v1/models/{model_id}/sample", _sample, json=body))
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/sample",
+                _sample,
+                json=body,
+                params={"version": version},
+            )
+        )
+
+    # versions
+    def versions(self, model_id: str, *, limit: int = 50, cursor: str | None = None):
+        """The model's versions, newest first: ``{"items": [...], "next_cursor"}``."""
+        return self._call(
+            _Call(
+                "GET",
+                f"/v1/models/{model_id}/versions",
+                _json,
+                params={"limit": limit, "cursor": cursor},
+            )
+        )
+
+    def get_version(self, model_id: str, version: int):
+        return self._call(_Call("GET", f"/v1/models/{model_id}/versions/{version}", _json))
+
+    def activate(self, model_id: str, version: int):
+        """Serve ``version`` from the next request on; returns the Model."""
+        return self._call(
+            _Call("POST", f"/v1/models/{model_id}/activate", _json, json={"version": version})
+        )
+
+    def delete_version(self, model_id: str, version: int):
+        return self._call(_Call("DELETE", f"/v1/models/{model_id}/versions/{version}", _nothing))
+
+    def import_parameters(
+        self,
+        model_id: str,
+        *,
+        covariance_type: str,
+        weights: Any,
+        means: Any,
+        covariances: Any = None,
+        precisions: Any = None,
+        precisions_cholesky: Any = None,
+        anomaly_threshold: float | None = None,
+        activate: bool = True,
+    ):
+        """A new version from parameters in scikit-learn's shapes; returns the ModelVersion."""
+        body = {
+            "covariance_type": covariance_type,
+            "weights": _array(weights),
+            "means": _array(means),
+            "covariances": _array(covariances),
+            "precisions": _array(precisions),
+            "precisions_cholesky": _array(precisions_cholesky),
+            "anomaly_threshold": anomaly_threshold,
+            "activate": activate,
+        }
+        body = {name: value for name, value in body.items() if value is not None}
+        return self._call(_Call("POST", f"/v1/models/{model_id}/parameters", _json, json=body))
+
+    def import_sklearn(
+        self,
+        model_id: str,
+        estimator: Any,
+        *,
+        anomaly_threshold: float | None = None,
+        activate: bool = True,
+    ):
+        """A new version from a fitted ``sklearn.mixture.GaussianMixture``."""
+        return self.import_parameters(
+            model_id,
+            covariance_type=estimator.covariance_type,
+            weights=estimator.weights_,
+            means=estimator.means_,
+            precisions_cholesky=estimator.precisions_cholesky_,
+            anomaly_threshold=anomaly_threshold,
+            activate=activate,
+        )
+
+    def sklearn_parameters(self, model_id: str, *, version: int | None = None):
+        """scikit-learn's fitted attributes of a version (NumPy arrays)."""
+        return self._call(
+            _Call(
+                "GET",
+                f"/v1/models/{model_id}/parameters",
+                _sklearn_parameters,
+                params={"format": "sklearn", "version": version},
+            )
+        )
+
+    def to_sklearn(self, model_id: str, *, version: int | None = None):
+        """A ready ``sklearn.mixture.GaussianMixture`` that scores as the model's version does."""
+        return self._call(
+            _Call(
+                "GET",
+                f"/v1/models/{model_id}/parameters",
+                _to_sklearn,
+                params={"format": "sklearn", "version": version},
+            )
+        )
 
     # jobs
     def get_job(self, job_id: str):

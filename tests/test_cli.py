@@ -8,6 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from service.cli import main
+from service.client import Client
 
 from .api.helpers import TRUE_MEANS, three_blobs
 
@@ -61,3 +62,23 @@ def test_every_command_has_help():
     for command in main.commands:
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_versions_lists_the_history_and_activate_rolls_back(live_url, tmp_path):
+    runner = CliRunner()
+    data = _csv(tmp_path / "blobs.csv", three_blobs())
+    fitted = runner.invoke(main, ["fit", data, "-k", "3", "--random-state", "0", "--url", live_url])
+    model_id = json.loads(fitted.stdout)["id"]
+    again = _csv(tmp_path / "wide.csv", three_blobs(seed=1) * 2.0)
+    with Client(live_url) as gmm:
+        gmm.fit(model_id, data=np.loadtxt(again, delimiter=",", skiprows=1), wait=True)
+
+    listed = runner.invoke(main, ["versions", model_id, "--url", live_url])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert [line.split("\t")[:3] for line in lines] == [["v2", "*", "fit"], ["v1", " ", "fit"]]
+
+    rolled = runner.invoke(main, ["activate", model_id, "1", "--url", live_url])
+    assert rolled.exit_code == 0 and "version 1" in rolled.stdout
+    missing = runner.invoke(main, ["activate", model_id, "9", "--url", live_url])
+    assert missing.exit_code != 0 and "no version 9" in missing.output

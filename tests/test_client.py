@@ -71,3 +71,38 @@ def test_async_client_does_the_same(live_url):
     fitted, labels = asyncio.run(scenario())
     assert fitted["status"] == "ready"
     assert sorted(labels.tolist()) == [0, 1, 2]
+
+
+def test_the_client_stages_activates_and_rolls_back_versions(live_url):
+    with Client(live_url) as gmm:
+        model = gmm.create_model(n_components=3, random_state=0)
+        gmm.fit(model["id"], data=three_blobs(), wait=True)
+        gmm.fit(model["id"], data=three_blobs(seed=1) * 2.0, activate=False, wait=True)
+        listed = gmm.versions(model["id"])["items"]
+        assert [(v["version"], v["active"]) for v in listed] == [(2, False), (1, True)]
+        staged = gmm.score(model["id"], TRUE_MEANS, version=2)
+        assert gmm.activate(model["id"], 2)["active_version"] == 2
+        np.testing.assert_array_equal(gmm.score(model["id"], TRUE_MEANS), staged)
+        gmm.activate(model["id"], 1)
+        gmm.delete_version(model["id"], 2)
+        with pytest.raises(ProblemError) as gone:
+            gmm.get_version(model["id"], 2)
+        assert gone.value.status == 404
+
+
+def test_a_sklearn_mixture_goes_in_and_comes_back_out_through_the_client(live_url):
+    from sklearn.mixture import GaussianMixture
+
+    X = three_blobs()
+    estimator = GaussianMixture(3, covariance_type="tied", random_state=0).fit(X)
+    with Client(live_url) as gmm:
+        model = gmm.create_model(n_components=3)
+        version = gmm.import_sklearn(model["id"], estimator)
+        assert (version["version"], version["source"]) == (1, "import")
+        np.testing.assert_allclose(
+            gmm.score(model["id"], X), estimator.score_samples(X), rtol=1e-10
+        )
+        back = gmm.to_sklearn(model["id"])
+    assert isinstance(back, GaussianMixture) and back.covariance_type == "tied"
+    np.testing.assert_allclose(back.score_samples(X), estimator.score_samples(X), rtol=1e-10)
+    np.testing.assert_array_equal(back.predict(X), estimator.predict(X))
