@@ -10,14 +10,17 @@ import csv
 import hashlib
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import simdjson
 
 from .errors import FieldError, Invalid
 
 __all__ = [
     "array_from_blob",
     "array_to_blob",
+    "fast_json_matrix",
     "matrix_from_csv",
     "matrix_from_npy",
     "matrix_from_rows",
@@ -84,7 +87,12 @@ def check_finite(matrix: np.ndarray, *, pointer: str = "#/data") -> np.ndarray:
     return matrix
 
 
-def _check_shape(matrix: np.ndarray, max_rows: int | None, max_features: int | None) -> np.ndarray:
+def _check_shape(
+    matrix: np.ndarray,
+    max_rows: int | None,
+    max_features: int | None,
+    n_features: int | None = None,
+) -> np.ndarray:
     if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise Invalid(
             f"data must be a non-empty 2-D matrix; got shape {matrix.shape}",
@@ -94,7 +102,59 @@ def _check_shape(matrix: np.ndarray, max_rows: int | None, max_features: int | N
         raise Invalid(f"data has {matrix.shape[0]} rows; the limit is {max_rows}")
     if max_features is not None and matrix.shape[1] > max_features:
         raise Invalid(f"data has {matrix.shape[1]} features; the limit is {max_features}")
+    if n_features is not None and matrix.shape[1] != n_features:
+        raise Invalid(
+            f"data has {matrix.shape[1]} features; the model was fitted with {n_features}",
+            [FieldError("#/data", f"must have {n_features} columns")],
+        )
     return check_finite(np.ascontiguousarray(matrix, dtype=np.float64))
+
+
+def fast_json_matrix(
+    body: bytes,
+    *,
+    n_features: int | None,
+    max_rows: int | None,
+    max_features: int | None,
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The ``data`` matrix of a JSON object body and its other fields, parsed by simdjson.
+
+    The fast path for well-formed bodies: the numbers go from the JSON text
+    straight into a float64 array, with no Python object per number (about
+    4x faster than a general JSON parser). Returns None for anything it does
+    not take as it is (a malformed document, a non-number, a ragged or
+    mis-sized matrix, a repeated key), so that the caller's full validation
+    reports exactly what is wrong.
+    """
+    parser = simdjson.Parser()
+    try:
+        document = parser.parse(body)
+        if not isinstance(document, simdjson.Object):
+            return None
+        keys = list(document.keys())
+        rows = document.get("data")
+        if len(set(keys)) != len(keys) or not isinstance(rows, simdjson.Array):
+            return None
+        n_rows = len(rows)
+        width = n_features
+        if n_rows == 0 or (max_rows is not None and n_rows > max_rows):
+            return None
+        for row in rows:
+            if not isinstance(row, simdjson.Array) or len(row) != (width := width or len(row)):
+                return None
+        if width == 0 or (max_features is not None and width > max_features):
+            return None
+        matrix = np.frombuffer(rows.as_buffer(of_type="d"), dtype=np.float64)
+        others = {key: document[key] for key in keys if key != "data"}
+        if any(isinstance(value, simdjson.Object | simdjson.Array) for value in others.values()):
+            return None
+    except (ValueError, TypeError, KeyError, RuntimeError):
+        return None
+    finally:
+        rows = document = None  # the parser may be reused only once its proxies are gone
+    if matrix.size != n_rows * width or not np.isfinite(matrix).all():
+        return None
+    return matrix.reshape(n_rows, width), others
 
 
 def matrix_from_csv(
@@ -136,16 +196,26 @@ def _is_numeric_row(row: list[str]) -> bool:
 
 
 def matrix_from_npy(
-    body: bytes, *, max_rows: int | None = None, max_features: int | None = None
+    body: bytes,
+    *,
+    max_rows: int | None = None,
+    max_features: int | None = None,
+    n_features: int | None = None,
 ) -> np.ndarray:
     """A matrix from a ``.npy`` file's bytes (numeric dtypes only, no pickles)."""
     try:
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except Exception as exc:  # numpy raises several types for a bad file
-        raise Invalid(f"body is not a readable .npy file: {exc}") from None
+        raise Invalid(
+            f"body is not a readable .npy file: {exc}",
+            [FieldError("#/", "must be a complete .npy file of a 2-D numeric array")],
+        ) from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
-        raise Invalid("the .npy array must hold numbers")
-    return _check_shape(array, max_rows, max_features)
+        raise Invalid(
+            "the .npy array must hold numbers",
+            [FieldError("#/", f"dtype {getattr(array, 'dtype', None)} is not a number type")],
+        )
+    return _check_shape(array, max_rows, max_features, n_features)
 
 
 def array_to_blob(array: np.ndarray) -> bytes:

@@ -5,20 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .cache import ModelCache, ServedVersion
 from .config import Settings
 from .datasets import get_dataset
 from .db.queries import get_owned
 from .db.tables import JobRow, ModelRow, ModelStatus, ModelVersionRow, new_id
-from .errors import Conflict, FieldError, Invalid, NotFound, PreconditionFailed
+from .errors import FieldError, Invalid, PreconditionFailed
 from .gmm import FitConfig, MixtureParameters
 from .jobs import enqueue_fit
 from .matrices import array_to_blob
 from .pagination import Page, paginate
-from .versions import load_parameters
 
 __all__ = [
     "CONFIG_FIELDS",
@@ -33,7 +31,6 @@ __all__ = [
     "request_fit",
     "sample",
     "score",
-    "served_version",
 ]
 
 CONFIG_FIELDS = (
@@ -186,53 +183,6 @@ def request_fit(
 
 
 # --- a fitted model's answers -----------------------------------------------------
-
-
-def served_version(
-    *, session: Session, tenant: str, model_id: str, version: int | None, cache: ModelCache
-) -> ServedVersion:
-    """The version a request asks for (the active one by default), decoded once and cached.
-
-    One indexed read per request says which version that is and that it still
-    exists, so a refit, a rollback or a delete is seen by the next request;
-    the version's parameters, immutable, come from the cache. 404 for an
-    unknown model or version, 409 for a model with no active version.
-    """
-    wanted = func.coalesce(version, ModelRow.active_version)
-    found = session.execute(
-        select(
-            ModelRow.tenant,
-            ModelRow.version,
-            wanted,
-            ModelVersionRow.version,
-            ModelVersionRow.anomaly_threshold,
-        )
-        .select_from(ModelRow)
-        .outerjoin(
-            ModelVersionRow,
-            (ModelVersionRow.model_id == ModelRow.id) & (ModelVersionRow.version == wanted),
-        )
-        .where(ModelRow.id == model_id)
-    ).first()
-    if found is None or found[0] != tenant:
-        raise NotFound(f"model {model_id!r} does not exist")
-    _, newest, number, stored, threshold = found
-    if newest == 0:
-        raise Conflict(f"model {model_id!r} is not fitted yet; fit it first")
-    if number is None:
-        raise Conflict(
-            f"model {model_id!r} has no active version; activate one of its staged versions"
-        )
-    if stored is None:
-        raise NotFound(f"model {model_id!r} has no version {number}")
-
-    def load() -> ServedVersion:
-        parameters = load_parameters(session=session, model_id=model_id, version=number)
-        if parameters is None:  # deleted between the two reads: the next request sees it
-            raise NotFound(f"model {model_id!r} has no version {number}")
-        return ServedVersion(model_id, number, parameters, threshold)
-
-    return cache.get(model_id, number, load)
 
 
 def predict(

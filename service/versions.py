@@ -33,6 +33,7 @@ __all__ = [
     "import_parameters",
     "list_versions",
     "load_parameters",
+    "load_served",
     "sklearn_export",
     "version_config",
 ]
@@ -97,6 +98,18 @@ def load_parameters(*, session: Session, model_id: str, version: int) -> Mixture
         )
     )
     return None if blob is None else MixtureParameters.from_bytes(blob)
+
+
+def load_served(
+    *, session: Session, model_id: str, version: int
+) -> tuple[MixtureParameters, float | None] | None:
+    """The parameters and anomaly threshold of one version, or None if it is gone."""
+    found = session.execute(
+        select(ModelVersionRow.parameters, ModelVersionRow.anomaly_threshold).where(
+            ModelVersionRow.model_id == model_id, ModelVersionRow.version == version
+        )
+    ).first()
+    return None if found is None else (MixtureParameters.from_bytes(found[0]), found[1])
 
 
 def _active_values(row: ModelVersionRow) -> dict[str, Any]:

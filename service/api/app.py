@@ -13,11 +13,12 @@ from ..cache import ModelCache
 from ..config import Settings, get_settings
 from ..db import Database
 from ..metrics import Metrics
+from ..serving import VersionResolver
 from ..worker import Worker
 from .limits import BodySizeLimit
 from .observe import RequestObserver
 from .problems import install_problem_handlers
-from .routers import datasets, health, jobs, models
+from .routers import datasets, health, inference, jobs, models
 from .schemas import (
     AnomalyRequest,
     DatasetCreate,
@@ -59,6 +60,7 @@ def create_app(
         finally:
             if worker is not None:
                 worker.stop(timeout=30)
+            app.state.resolver.close()
 
     app = FastAPI(
         title="gmm-service",
@@ -69,11 +71,12 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.model_cache = cache
+    app.state.resolver = VersionResolver(database, cache)
     app.state.key_ring = KeyRing.parse(settings.api_keys)
     app.state.metrics = metrics
     app.state.worker = None
     install_problem_handlers(app)
-    for router in (datasets.router, models.router, jobs.router, health.router):
+    for router in (datasets.router, models.router, inference.router, jobs.router, health.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=metrics)  # outermost: sees every answer

@@ -10,14 +10,19 @@ from fastapi.responses import JSONResponse
 
 from ..idempotency import Answer
 
-__all__ = ["NumpyJSONResponse", "ProblemResponse", "answer_response"]
+__all__ = ["NumpyJSONResponse", "ProblemResponse", "answer_response", "numpy_json"]
+
+
+def numpy_json(content: Any) -> bytes:
+    """JSON of ``content``, NumPy arrays included, without a per-float Python loop."""
+    return orjson.dumps(content, default=_contiguous, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class NumpyJSONResponse(JSONResponse):
     """Serialises dicts holding NumPy arrays without a per-float Python loop."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, default=_contiguous, option=orjson.OPT_SERIALIZE_NUMPY)
+        return numpy_json(content)
 
 
 def _contiguous(value: Any) -> Any:

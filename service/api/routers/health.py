@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from ...db.migrate import current_revision, head_revision
-from ..deps import DatabaseDep, authenticate
+from ..deps import DatabaseDep, tenant_of
 from ..problems import problems
 from ..responses import ProblemResponse
 
@@ -80,7 +80,7 @@ def _not_ready(detail: str) -> ProblemResponse:
 def metrics(request: Request) -> Response:
     settings = request.app.state.settings
     if not settings.metrics_public:
-        authenticate(request, request.headers.get("authorization"))
+        tenant_of(request, request.headers.get("authorization"))
     if not settings.metrics_enabled:
         return ProblemResponse(
             {

@@ -1,38 +1,30 @@
-"""/v1/models: create, fit (asynchronously), and ask a fitted model questions."""
+"""/v1/models: create, fit (asynchronously), and manage versions; inference is in inference.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from ... import models, versions
-from ...cache import ServedVersion
-from ...config import Settings
 from ...db.tables import ModelRow, ModelVersionRow
-from ...errors import NotFound
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_rows
 from ..bodies import JsonBody, json_body_openapi
 from ..deps import (
-    CacheDep,
     CursorQuery,
     DatabaseDep,
     IdempotencyKeyHeader,
     LimitQuery,
     SettingsDep,
     TenantDep,
-    VersionQuery,
 )
 from ..problems import problems
-from ..responses import NumpyJSONResponse, answer_response
+from ..responses import answer_response
 from ..schemas import (
     ActivateRequest,
-    AnomalyRequest,
-    AnomalyResponse,
     FitRequest,
     JobRead,
     ModelCreate,
@@ -41,23 +33,12 @@ from ..schemas import (
     ModelVersionList,
     ModelVersionRead,
     ParametersImport,
-    ParametersRead,
-    PredictRequest,
-    PredictResponse,
-    SampleRequest,
-    SampleResponse,
-    ScoreRequest,
-    ScoreResponse,
-    SklearnParametersRead,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 # Bodies that carry matrices are parsed from the raw bytes by Pydantic (see bodies.py).
 FitBody = JsonBody(FitRequest)
-PredictBody = JsonBody(PredictRequest)
-ScoreBody = JsonBody(ScoreRequest)
-AnomalyBody = JsonBody(AnomalyRequest)
 
 
 @router.post(
@@ -297,133 +278,3 @@ def import_parameters(
             activate=body.activate,
         )
         return _version_read(row, session.get(ModelRow, model_id).active_version)
-
-
-# --- a fitted model's answers -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Fitted:
-    """The version a request asks for (from the path's model_id and ?version=), ready."""
-
-    served: ServedVersion
-    settings: Settings
-
-    @property
-    def parameters(self):
-        return self.served.parameters
-
-    def matrix(self, rows: list[list[float]]):
-        """The request's data, checked against the fitted width and the limits."""
-        return matrix_from_rows(
-            rows,
-            n_features=self.served.n_features,
-            max_rows=self.settings.max_rows,
-            max_features=self.settings.max_features,
-        )
-
-
-def _fitted(
-    model_id: str,
-    database: DatabaseDep,
-    tenant: TenantDep,
-    cache: CacheDep,
-    settings: SettingsDep,
-    version: VersionQuery = None,
-) -> Fitted:
-    with database.session() as session:
-        served = models.served_version(
-            session=session, tenant=tenant, model_id=model_id, version=version, cache=cache
-        )
-    return Fitted(served, settings)
-
-
-FittedDep = Annotated[Fitted, Depends(_fitted)]
-
-
-@router.get(
-    "/{model_id}/parameters",
-    response_model=ParametersRead | SklearnParametersRead,
-    responses=problems(404, 409, 422),
-    summary="The fitted parameters (format=sklearn: scikit-learn's fitted attributes)",
-)
-def get_parameters(
-    fitted: FittedDep,
-    database: DatabaseDep,
-    format: Annotated[
-        Literal["default", "sklearn"],
-        Query(description="sklearn: the attributes sklearn.mixture.GaussianMixture needs."),
-    ] = "default",
-) -> NumpyJSONResponse:
-    parameters = fitted.parameters
-    if format == "sklearn":
-        with database.session() as session:
-            row = session.get(ModelVersionRow, (fitted.served.model_id, fitted.served.version))
-            if row is None:  # deleted since it was resolved
-                raise NotFound(
-                    f"model {fitted.served.model_id!r} has no version {fitted.served.version}"
-                )
-            return NumpyJSONResponse(versions.sklearn_export(parameters, row))
-    return NumpyJSONResponse(
-        {
-            "covariance_type": parameters.covariance_type,
-            "version": fitted.served.version,
-            "weights": parameters.weights,
-            "means": parameters.means,
-            "covariances": parameters.covariances,
-        }
-    )
-
-
-@router.post(
-    "/{model_id}/predict",
-    response_model=PredictResponse,
-    responses=problems(404, 409, 413, 415, 422),
-    openapi_extra=json_body_openapi(PredictRequest),
-    summary="Most probable component of each point",
-)
-def predict(body: PredictBody, fitted: FittedDep) -> NumpyJSONResponse:
-    answer = models.predict(
-        fitted.parameters, fitted.matrix(body.data), return_probabilities=body.return_probabilities
-    )
-    return NumpyJSONResponse(answer)
-
-
-@router.post(
-    "/{model_id}/score",
-    response_model=ScoreResponse,
-    responses=problems(404, 409, 413, 415, 422),
-    openapi_extra=json_body_openapi(ScoreRequest),
-    summary="Log-likelihood of each point",
-)
-def score(body: ScoreBody, fitted: FittedDep) -> NumpyJSONResponse:
-    return NumpyJSONResponse(models.score(fitted.parameters, fitted.matrix(body.data)))
-
-
-@router.post(
-    "/{model_id}/anomalies",
-    response_model=AnomalyResponse,
-    responses=problems(404, 409, 413, 415, 422),
-    openapi_extra=json_body_openapi(AnomalyRequest),
-    summary="Flag points whose negative log-likelihood exceeds the threshold",
-)
-def anomalies(body: AnomalyBody, fitted: FittedDep) -> NumpyJSONResponse:
-    threshold = body.threshold if body.threshold is not None else fitted.served.anomaly_threshold
-    answer = models.anomalies(fitted.parameters, fitted.matrix(body.data), threshold=threshold)
-    return NumpyJSONResponse(answer)
-
-
-@router.post(
-    "/{model_id}/sample",
-    response_model=SampleResponse,
-    responses=problems(404, 409, 422),
-    summary="Draw points from the fitted mixture",
-)
-def sample(body: SampleRequest, fitted: FittedDep) -> NumpyJSONResponse:
-    answer = models.sample(
-        fitted.parameters,
-        n_samples=body.n_samples,
-        random_state=body.random_state,
-        settings=fitted.settings,
-    )
-    return NumpyJSONResponse(answer)

@@ -1,0 +1,334 @@
+"""/v1/models/{id}/...: what a fitted model answers. The service's hot path.
+
+Every route resolves the version it serves with one indexed read (see
+:mod:`service.serving`) and takes its parameters, with everything derived from
+them, from memory. The matrix-carrying routes (predict, score, anomalies) are
+``async`` and do no ORM work: a body up to ``INLINE_BODY_BYTES`` is parsed,
+scored and encoded on the event loop (a thread hop costs more than the work);
+a larger one goes to a worker thread so that it never blocks the loop.
+
+Bodies are JSON (matrices parsed by simdjson straight into float64, with
+Pydantic's full validation as the fallback that names every bad field) or
+``application/x-npy`` (a 2-D array; the other fields as query parameters).
+Answers are JSON unless ``Accept`` asks for ``application/x-npy`` (the route's
+main array) or ``application/x-npz`` (every array of the answer).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from ... import models, versions
+from ...cache import ServedVersion
+from ...config import Settings
+from ...db.tables import ModelVersionRow
+from ...errors import Invalid, NotFound, ServiceError
+from ...matrices import fast_json_matrix, matrix_from_npy, matrix_from_rows
+from ..bodies import UnsupportedMediaType, content_type_of, is_json, parse_json
+from ..deps import DatabaseDep, TenantDep, VersionQuery
+from ..problems import field_errors, problems
+from ..responses import NumpyJSONResponse, numpy_json
+from ..schemas import (
+    AnomalyRequest,
+    AnomalyResponse,
+    ParametersRead,
+    PredictRequest,
+    PredictResponse,
+    SampleRequest,
+    SampleResponse,
+    ScoreRequest,
+    ScoreResponse,
+    SklearnParametersRead,
+)
+
+__all__ = ["INLINE_BODY_BYTES", "router"]
+
+router = APIRouter(prefix="/v1/models", tags=["inference"])
+
+# Bodies up to this size are handled on the event loop; larger ones in a thread.
+# Measured (bench/bench_serve.py --cutover): below ~64 KiB (about 250 rows of 16
+# features) parsing and scoring take less than the ~60 us a thread hop costs.
+INLINE_BODY_BYTES = 64 * 1024
+
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+_ACCEPTED = {
+    "application/json": "json",
+    "application/*": "json",
+    "*/*": "json",
+    NPY: "npy",
+    NPZ: "npz",
+}
+
+
+class NotAcceptable(ServiceError):
+    def __init__(self, accept: str) -> None:
+        super().__init__(
+            f"cannot answer as {accept!r}; ask for application/json, {NPY} or {NPZ}",
+            406,
+            "Not Acceptable",
+            "/problems/not-acceptable",
+        )
+
+
+def answer_format(request: Request) -> str:
+    """json, npy or npz: the first media range of ``Accept`` this route can produce."""
+    accept = request.headers.get("accept")
+    if not accept:
+        return "json"
+    for media_range in accept.split(","):
+        kind = _ACCEPTED.get(media_range.split(";")[0].strip().lower())
+        if kind is not None:
+            return kind
+    raise NotAcceptable(accept)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _encode(answer: dict[str, Any], kind: str, main: str | None) -> Response:
+    if kind == "json":
+        return Response(numpy_json(answer), media_type="application/json")
+    if kind == "npy":
+        if main is None:
+            raise NotAcceptable(f"{NPY} (this answer has several arrays: ask for {NPZ})")
+        return Response(_npy_bytes(answer[main]), media_type=NPY)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(value) for name, value in answer.items()})
+    return Response(buffer.getvalue(), media_type=NPZ)
+
+
+def _options(request_model: type[BaseModel], fields: dict[str, Any]) -> BaseModel:
+    """The body's fields other than ``data``, validated by the request model."""
+    try:
+        return request_model.model_validate({**fields, "data": [[0.0]]})
+    except ValidationError as exc:
+        problems_found = field_errors(exc.errors(include_url=False, include_input=False))
+        raise Invalid("the request's options are invalid", problems_found) from None
+
+
+def _parse(
+    request_model: type[BaseModel],
+    content_type: str,
+    body: bytes,
+    query: dict[str, Any],
+    served: ServedVersion,
+    settings: Settings,
+) -> tuple[BaseModel, np.ndarray]:
+    limits = dict(max_rows=settings.max_rows, max_features=settings.max_features)
+    if content_type == NPY:
+        matrix = matrix_from_npy(body, n_features=served.n_features, **limits)
+        return _options(request_model, query), matrix
+    fast = fast_json_matrix(body, n_features=served.n_features, **limits)
+    if fast is not None:
+        matrix, fields = fast
+        try:
+            return request_model.model_validate({**fields, "data": [[0.0]]}), matrix
+        except ValidationError:
+            pass  # the full validation below names the field
+    parsed = parse_json(request_model, body)
+    matrix = matrix_from_rows(parsed.data, n_features=served.n_features, **limits)
+    return parsed, matrix
+
+
+async def _answer(
+    request: Request,
+    served: ServedVersion,
+    request_model: type[BaseModel],
+    query: dict[str, Any],
+    compute: Callable[[Any, np.ndarray], dict[str, Any]],
+    main: str | None,
+) -> Response:
+    kind = answer_format(request)
+    content_type = content_type_of(request)
+    if not (content_type == NPY or is_json(content_type)):
+        raise UnsupportedMediaType(content_type, f"application/json or {NPY}")
+    body = await request.body()
+    settings: Settings = request.app.state.settings
+
+    def work() -> Response:
+        options, matrix = _parse(request_model, content_type, body, query, served, settings)
+        return _encode(compute(options, matrix), kind, main)
+
+    if len(body) <= INLINE_BODY_BYTES:
+        return work()
+    return await anyio.to_thread.run_sync(work)
+
+
+def _served(request: Request, tenant: str, model_id: str, version: int | None) -> ServedVersion:
+    return request.app.state.resolver.resolve(tenant=tenant, model_id=model_id, version=version)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _matrix_openapi(request_model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{request_model.__name__}"}
+                },
+                NPY: {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "A .npy file of a 2-D numeric array; the other "
+                        "fields as query parameters.",
+                    }
+                },
+            },
+        }
+    }
+
+
+def _binary_answers(main: str | None) -> dict[int | str, dict[str, Any]]:
+    content: dict[str, Any] = {
+        NPZ: {"schema": {"type": "string", "format": "binary", "description": "Every array."}}
+    }
+    if main is not None:
+        content[NPY] = {"schema": {"type": "string", "format": "binary", "description": main}}
+    return {200: {"content": content}, **problems(404, 406, 409, 413, 415, 422)}
+
+
+NpyOption = "Only with an application/x-npy body (a JSON body carries it itself)."
+
+
+@router.post(
+    "/{model_id}/predict",
+    response_model=PredictResponse,
+    responses=_binary_answers("labels"),
+    openapi_extra=_matrix_openapi(PredictRequest),
+    summary="Most probable component of each point",
+)
+async def predict(
+    model_id: str,
+    request: Request,
+    tenant: TenantDep,
+    version: VersionQuery = None,
+    return_probabilities: Annotated[bool | None, Query(description=NpyOption)] = None,
+) -> Response:
+    served = _served(request, tenant, model_id, version)
+
+    def compute(options: PredictRequest, matrix: np.ndarray) -> dict[str, Any]:
+        return models.predict(
+            served.parameters, matrix, return_probabilities=options.return_probabilities
+        )
+
+    query = _given(return_probabilities=return_probabilities)
+    main = None if return_probabilities else "labels"
+    return await _answer(request, served, PredictRequest, query, compute, main)
+
+
+@router.post(
+    "/{model_id}/score",
+    response_model=ScoreResponse,
+    responses=_binary_answers("log_likelihood"),
+    openapi_extra=_matrix_openapi(ScoreRequest),
+    summary="Log-likelihood of each point",
+)
+async def score(
+    model_id: str, request: Request, tenant: TenantDep, version: VersionQuery = None
+) -> Response:
+    served = _served(request, tenant, model_id, version)
+
+    def compute(options: ScoreRequest, matrix: np.ndarray) -> dict[str, Any]:
+        return models.score(served.parameters, matrix)
+
+    return await _answer(request, served, ScoreRequest, {}, compute, "log_likelihood")
+
+
+@router.post(
+    "/{model_id}/anomalies",
+    response_model=AnomalyResponse,
+    responses=_binary_answers(None),
+    openapi_extra=_matrix_openapi(AnomalyRequest),
+    summary="Flag points whose negative log-likelihood exceeds the threshold",
+)
+async def anomalies(
+    model_id: str,
+    request: Request,
+    tenant: TenantDep,
+    version: VersionQuery = None,
+    threshold: Annotated[float | None, Query(description=NpyOption)] = None,
+) -> Response:
+    served = _served(request, tenant, model_id, version)
+
+    def compute(options: AnomalyRequest, matrix: np.ndarray) -> dict[str, Any]:
+        chosen = options.threshold if options.threshold is not None else served.anomaly_threshold
+        return models.anomalies(served.parameters, matrix, threshold=chosen)
+
+    query = _given(threshold=threshold)
+    return await _answer(request, served, AnomalyRequest, query, compute, None)
+
+
+@router.get(
+    "/{model_id}/parameters",
+    response_model=ParametersRead | SklearnParametersRead,
+    responses=problems(404, 409, 422),
+    summary="The fitted parameters (format=sklearn: scikit-learn's fitted attributes)",
+)
+def get_parameters(
+    model_id: str,
+    request: Request,
+    tenant: TenantDep,
+    database: DatabaseDep,
+    version: VersionQuery = None,
+    format: Annotated[
+        Literal["default", "sklearn"],
+        Query(description="sklearn: the attributes sklearn.mixture.GaussianMixture needs."),
+    ] = "default",
+) -> JSONResponse:
+    served = _served(request, tenant, model_id, version)
+    parameters = served.parameters
+    if format == "sklearn":
+        with database.session() as session:
+            row = session.get(ModelVersionRow, (model_id, served.version))
+            if row is None:  # deleted since it was resolved
+                raise NotFound(f"model {model_id!r} has no version {served.version}")
+            return NumpyJSONResponse(versions.sklearn_export(parameters, row))
+    return NumpyJSONResponse(
+        {
+            "covariance_type": parameters.covariance_type,
+            "version": served.version,
+            "weights": parameters.weights,
+            "means": parameters.means,
+            "covariances": parameters.covariances,
+        }
+    )
+
+
+@router.post(
+    "/{model_id}/sample",
+    response_model=SampleResponse,
+    responses=problems(404, 409, 422),
+    summary="Draw points from the fitted mixture",
+)
+def sample(
+    model_id: str,
+    body: SampleRequest,
+    request: Request,
+    tenant: TenantDep,
+    version: VersionQuery = None,
+) -> JSONResponse:
+    served = _served(request, tenant, model_id, version)
+    answer = models.sample(
+        served.parameters,
+        n_samples=body.n_samples,
+        random_state=body.random_state,
+        settings=request.app.state.settings,
+    )
+    return NumpyJSONResponse(answer)
