@@ -53,8 +53,10 @@ def serve(host: str | None, port: int | None, embedded_worker: bool | None) -> N
     import uvicorn
 
     from .api import create_app
+    from .gmm.kernels import pin_blas_to_one_thread
 
     settings = get_settings()
+    pin_blas_to_one_thread()  # requests run side by side; fits split over cores themselves
     _logging(settings)
     database = Database(settings.resolved_database_url)
     upgrade(database.engine)

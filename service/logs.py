@@ -6,10 +6,11 @@ JSON line.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+import orjson
 
 __all__ = ["JSONFormatter", "configure_logging"]
 
@@ -35,7 +36,7 @@ class JSONFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return orjson.dumps(line, default=str).decode()
 
 
 class _ConsoleFormatter(logging.Formatter):

@@ -76,7 +76,8 @@ def create_app(
     app.state.metrics = metrics
     app.state.worker = None
     install_problem_handlers(app)
-    for router in (datasets.router, models.router, inference.router, jobs.router, health.router):
+    # The inference routes first: the router tries routes in order, and they are the hot path.
+    for router in (inference.router, datasets.router, models.router, jobs.router, health.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=metrics)  # outermost: sees every answer

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from ..cache import ModelCache
 from ..config import Settings
 from ..db import Database
 from ..errors import Unauthorized
+from .schemas import MAX_VERSION
 
 __all__ = [
     "CacheDep",
@@ -19,6 +20,7 @@ __all__ = [
     "LimitQuery",
     "SettingsDep",
     "TenantDep",
+    "VersionPath",
     "VersionQuery",
     "authenticate",
     "tenant_of",
@@ -66,8 +68,11 @@ CursorQuery = Annotated[
 ]
 VersionQuery = Annotated[
     int | None,
-    Query(ge=1, description="Use this version of the model instead of its active one."),
+    Query(
+        ge=1, le=MAX_VERSION, description="Use this version of the model instead of its active one."
+    ),
 ]
+VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="A version number.")]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(

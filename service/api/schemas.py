@@ -45,6 +45,8 @@ Matrix = Annotated[
 ]
 Name = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]
 Id = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+MAX_VERSION = 2**31 - 1
+VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 
 class _Request(BaseModel):
@@ -242,7 +244,7 @@ class ModelVersionList(BaseModel):
 
 
 class ActivateRequest(_Request):
-    version: int = Field(ge=1, description="The version to serve from now on.")
+    version: VersionNumber = Field(description="The version to serve from now on.")
 
 
 class PredictRequest(_Request):

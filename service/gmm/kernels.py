@@ -29,6 +29,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -42,6 +43,7 @@ __all__ = [
     "accumulate_statistics",
     "e_step_statistics",
     "map_chunks",
+    "pin_blas_to_one_thread",
     "weighted_log_prob",
 ]
 
@@ -326,11 +328,27 @@ def _runtime() -> tuple[ThreadpoolController, ThreadPoolExecutor]:
     return _controller, _pool
 
 
+_blas_pinned = False
+
+
+def pin_blas_to_one_thread() -> None:
+    """Hold BLAS to one thread for the rest of the process.
+
+    For processes that run many small computations side by side (an API
+    server): :func:`map_chunks` then skips setting the limit on every call,
+    which costs more than scoring a few rows.
+    """
+    global _blas_pinned
+    controller, _ = _runtime()
+    controller.limit(limits=1, user_api="blas")
+    _blas_pinned = True
+
+
 def map_chunks(function: Callable[[slice], T], n_samples: int, rows: int) -> Iterator[T]:
     """Apply ``function`` to each row slice, in threads, yielding in slice order."""
     slices = _chunk_slices(n_samples, rows)
     controller, pool = _runtime()
-    with controller.limit(limits=1, user_api="blas"):
+    with nullcontext() if _blas_pinned else controller.limit(limits=1, user_api="blas"):
         if len(slices) == 1 or _N_THREADS == 1:
             yield from map(function, slices)
         else:

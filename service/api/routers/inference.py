@@ -24,19 +24,20 @@ import anyio
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from ... import models, versions
 from ...cache import ServedVersion
 from ...config import Settings
 from ...db.tables import ModelVersionRow
-from ...errors import Invalid, NotFound, ServiceError
+from ...errors import FieldError, Invalid, NotFound, ServiceError
 from ...matrices import fast_json_matrix, matrix_from_npy, matrix_from_rows
 from ..bodies import UnsupportedMediaType, content_type_of, is_json, parse_json
-from ..deps import DatabaseDep, TenantDep, VersionQuery
+from ..deps import DatabaseDep, TenantDep, VersionQuery, tenant_of
 from ..problems import field_errors, problems
 from ..responses import NumpyJSONResponse, numpy_json
 from ..schemas import (
+    MAX_VERSION,
     AnomalyRequest,
     AnomalyResponse,
     ParametersRead,
@@ -47,6 +48,7 @@ from ..schemas import (
     ScoreRequest,
     ScoreResponse,
     SklearnParametersRead,
+    VersionNumber,
 )
 
 __all__ = ["INLINE_BODY_BYTES", "router"]
@@ -60,6 +62,7 @@ INLINE_BODY_BYTES = 64 * 1024
 
 NPY = "application/x-npy"
 NPZ = "application/x-npz"
+NpyOption = "Only with an application/x-npy body (a JSON body carries it itself)."
 _ACCEPTED = {
     "application/json": "json",
     "application/*": "json",
@@ -101,7 +104,8 @@ def _encode(answer: dict[str, Any], kind: str, main: str | None) -> Response:
     if kind == "json":
         return Response(numpy_json(answer), media_type="application/json")
     if kind == "npy":
-        if main is None:
+        others = [name for name, value in answer.items() if name != main and np.ndim(value)]
+        if main is None or others:
             raise NotAcceptable(f"{NPY} (this answer has several arrays: ask for {NPZ})")
         return Response(_npy_bytes(answer[main]), media_type=NPY)
     buffer = io.BytesIO()
@@ -170,12 +174,62 @@ def _served(request: Request, tenant: str, model_id: str, version: int | None) -
     return request.app.state.resolver.resolve(tenant=tenant, model_id=model_id, version=version)
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    return {name: value for name, value in options.items() if value is not None}
+# The matrix routes read their path, query and key themselves: FastAPI's parameter
+# machinery costs more per request than scoring a row. Their parameters are
+# declared for the OpenAPI document by hand, below.
+_QUERY_TYPES: dict[str, TypeAdapter] = {
+    "version": TypeAdapter(VersionNumber),
+    "return_probabilities": TypeAdapter(bool),
+    "threshold": TypeAdapter(Annotated[float, Field(allow_inf_nan=False)]),
+}
 
 
-def _matrix_openapi(request_model: type[BaseModel]) -> dict[str, Any]:
+def _query(request: Request, *names: str) -> dict[str, Any]:
+    """The named query parameters that are present, validated as FastAPI would."""
+    given = request.query_params
+    values: dict[str, Any] = {}
+    for name in names:
+        raw = given.get(name)
+        if raw is None:
+            continue
+        try:
+            values[name] = _QUERY_TYPES[name].validate_python(raw)
+        except ValidationError as exc:
+            detail = exc.errors(include_url=False)[0]["msg"]
+            raise Invalid(f"#/{name}: {detail}", [FieldError(f"#/{name}", detail)]) from None
+    return values
+
+
+def _hot_served(request: Request, query: dict[str, Any]) -> ServedVersion:
+    tenant = tenant_of(request, request.headers.get("authorization"))
+    return _served(request, tenant, request.path_params["model_id"], query.pop("version", None))
+
+
+def _hot_parameters(*names: str) -> list[dict[str, Any]]:
+    described = {
+        "version": (
+            {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+            "Use this version of the model instead of its active one.",
+        ),
+        "return_probabilities": ({"type": "boolean"}, NpyOption),
+        "threshold": ({"type": "number"}, NpyOption),
+    }
+    path = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return [path] + [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": described[name][0],
+            "description": described[name][1],
+        }
+        for name in names
+    ]
+
+
+def _matrix_openapi(request_model: type[BaseModel], *query: str) -> dict[str, Any]:
     return {
+        "parameters": _hot_parameters("version", *query),
         "requestBody": {
             "required": True,
             "content": {
@@ -191,7 +245,7 @@ def _matrix_openapi(request_model: type[BaseModel]) -> dict[str, Any]:
                     }
                 },
             },
-        }
+        },
     }
 
 
@@ -204,33 +258,23 @@ def _binary_answers(main: str | None) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": content}, **problems(404, 406, 409, 413, 415, 422)}
 
 
-NpyOption = "Only with an application/x-npy body (a JSON body carries it itself)."
-
-
 @router.post(
     "/{model_id}/predict",
     response_model=PredictResponse,
     responses=_binary_answers("labels"),
-    openapi_extra=_matrix_openapi(PredictRequest),
+    openapi_extra=_matrix_openapi(PredictRequest, "return_probabilities"),
     summary="Most probable component of each point",
 )
-async def predict(
-    model_id: str,
-    request: Request,
-    tenant: TenantDep,
-    version: VersionQuery = None,
-    return_probabilities: Annotated[bool | None, Query(description=NpyOption)] = None,
-) -> Response:
-    served = _served(request, tenant, model_id, version)
+async def predict(request: Request) -> Response:
+    query = _query(request, "version", "return_probabilities")
+    served = _hot_served(request, query)
 
     def compute(options: PredictRequest, matrix: np.ndarray) -> dict[str, Any]:
         return models.predict(
             served.parameters, matrix, return_probabilities=options.return_probabilities
         )
 
-    query = _given(return_probabilities=return_probabilities)
-    main = None if return_probabilities else "labels"
-    return await _answer(request, served, PredictRequest, query, compute, main)
+    return await _answer(request, served, PredictRequest, query, compute, "labels")
 
 
 @router.post(
@@ -240,38 +284,31 @@ async def predict(
     openapi_extra=_matrix_openapi(ScoreRequest),
     summary="Log-likelihood of each point",
 )
-async def score(
-    model_id: str, request: Request, tenant: TenantDep, version: VersionQuery = None
-) -> Response:
-    served = _served(request, tenant, model_id, version)
+async def score(request: Request) -> Response:
+    query = _query(request, "version")
+    served = _hot_served(request, query)
 
     def compute(options: ScoreRequest, matrix: np.ndarray) -> dict[str, Any]:
         return models.score(served.parameters, matrix)
 
-    return await _answer(request, served, ScoreRequest, {}, compute, "log_likelihood")
+    return await _answer(request, served, ScoreRequest, query, compute, "log_likelihood")
 
 
 @router.post(
     "/{model_id}/anomalies",
     response_model=AnomalyResponse,
     responses=_binary_answers(None),
-    openapi_extra=_matrix_openapi(AnomalyRequest),
+    openapi_extra=_matrix_openapi(AnomalyRequest, "threshold"),
     summary="Flag points whose negative log-likelihood exceeds the threshold",
 )
-async def anomalies(
-    model_id: str,
-    request: Request,
-    tenant: TenantDep,
-    version: VersionQuery = None,
-    threshold: Annotated[float | None, Query(description=NpyOption)] = None,
-) -> Response:
-    served = _served(request, tenant, model_id, version)
+async def anomalies(request: Request) -> Response:
+    query = _query(request, "version", "threshold")
+    served = _hot_served(request, query)
 
     def compute(options: AnomalyRequest, matrix: np.ndarray) -> dict[str, Any]:
         chosen = options.threshold if options.threshold is not None else served.anomaly_threshold
         return models.anomalies(served.parameters, matrix, threshold=chosen)
 
-    query = _given(threshold=threshold)
     return await _answer(request, served, AnomalyRequest, query, compute, None)
 
 

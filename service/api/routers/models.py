@@ -20,6 +20,7 @@ from ..deps import (
     LimitQuery,
     SettingsDep,
     TenantDep,
+    VersionPath,
 )
 from ..problems import problems
 from ..responses import answer_response
@@ -212,7 +213,7 @@ def list_versions(
     summary="One version of the model",
 )
 def get_version(
-    model_id: str, version: int, database: DatabaseDep, tenant: TenantDep
+    model_id: str, version: VersionPath, database: DatabaseDep, tenant: TenantDep
 ) -> ModelVersionRead:
     with database.session() as session:
         row = versions.get_version(
@@ -229,7 +230,7 @@ def get_version(
     summary="Forget a version (not the active one)",
 )
 def delete_version(
-    model_id: str, version: int, database: DatabaseDep, tenant: TenantDep
+    model_id: str, version: VersionPath, database: DatabaseDep, tenant: TenantDep
 ) -> Response:
     with database.session() as session:
         versions.delete_version(session=session, tenant=tenant, model_id=model_id, version=version)
