@@ -35,7 +35,8 @@ __all__ = [
     "ScoreResponse",
 ]
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Strict: JSON true/false and numeric strings are not numbers.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Row = Annotated[list[FiniteFloat], Field(min_length=1)]
 Matrix = Annotated[
     list[Row],
