@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -48,27 +49,63 @@ def migrate() -> None:
     default=None,
     help="Run a fit worker in this process (default GMM_EMBEDDED_WORKER, on).",
 )
-def serve(host: str | None, port: int | None, embedded_worker: bool | None) -> None:
-    """Migrate, then serve the API (with the embedded worker unless told not to)."""
+@click.option(
+    "--workers",
+    "web_concurrency",
+    default=None,
+    type=click.IntRange(min=1),
+    help="API processes, one per core (default GMM_WEB_CONCURRENCY, 1).",
+)
+def serve(
+    host: str | None, port: int | None, embedded_worker: bool | None, web_concurrency: int | None
+) -> None:
+    """Migrate, then serve the API (with the embedded worker unless told not to).
+
+    With --workers N > 1, N API processes share the port and this process,
+    their supervisor, runs the one embedded fit worker.
+    """
     import uvicorn
 
-    from .api import create_app
-    from .gmm.kernels import pin_blas_to_one_thread
-
     settings = get_settings()
-    pin_blas_to_one_thread()  # requests run side by side; fits split over cores themselves
     _logging(settings)
     database = Database(settings.resolved_database_url)
     upgrade(database.engine)
-    app = create_app(settings, database=database, embedded_worker=embedded_worker)
-    uvicorn.run(
-        app,
+    run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
+    processes = web_concurrency or settings.web_concurrency
+    options = dict(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         log_config=None,  # keep our handlers (JSON lines or console)
         timeout_graceful_shutdown=30,
     )
+    if processes == 1:
+        uvicorn.run(api_process_app(embedded_worker=run_worker, database=database), **options)
+        return
+    from .worker import Worker
+
+    os.environ["GMM_EMBEDDED_WORKER"] = "false"  # read by each API process's settings
+    get_settings.cache_clear()
+    fit_worker = Worker(database, settings) if run_worker else None
+    if fit_worker is not None:
+        fit_worker.start_in_thread()
+    try:
+        uvicorn.run("service.cli:api_process_app", factory=True, workers=processes, **options)
+    finally:
+        if fit_worker is not None:
+            fit_worker.stop(timeout=30)
+
+
+def api_process_app(*, embedded_worker: bool | None = None, database: Database | None = None):
+    """The app of one API process: requests run side by side, so BLAS keeps to one thread
+    (fits split over the cores themselves)."""
+    from .api import create_app
+    from .gmm.kernels import pin_blas_to_one_thread
+
+    settings = get_settings()
+    _logging(settings)
+    pin_blas_to_one_thread()
+    return create_app(settings, database=database, embedded_worker=embedded_worker)
 
 
 @main.command()

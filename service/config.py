@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `gmm-service serve` binds.")
     port: int = Field(8000, description="Port `gmm-service serve` binds.")
     embedded_worker: bool = Field(True, description="Run a fit worker inside the API process.")
+    web_concurrency: int = Field(
+        1, ge=1, description="API processes `gmm-service serve` runs (one embedded worker in all)."
+    )
     log_level: str = Field("info", description="Log level of the service's loggers.")
     log_json: bool | None = Field(
         None, description="JSON log lines; default: JSON unless stderr is a terminal."

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -24,11 +25,18 @@ def free_port() -> int:
 
 @contextmanager
 def serve_process(
-    database_url: str, *, embedded_worker: bool = False, timeout: float = 30.0, **settings: str
+    database_url: str,
+    *,
+    embedded_worker: bool = False,
+    timeout: float = 30.0,
+    args: tuple[str, ...] = (),
+    stderr: Path | None = None,
+    **settings: str,
 ) -> Iterator[str]:
     """``gmm-service serve`` in its own process; yields its base URL once /healthz answers.
 
-    ``settings`` become ``GMM_*`` variables. The process gets SIGTERM on the way out.
+    ``settings`` become ``GMM_*`` variables; ``args`` are more command-line
+    arguments; ``stderr`` a file for its log. The process gets SIGTERM on the way out.
     """
     port = free_port()
     env = {
@@ -40,18 +48,20 @@ def serve_process(
         **{f"GMM_{name.upper()}": value for name, value in settings.items()},
     }
     worker_flag = "--embedded-worker" if embedded_worker else "--no-embedded-worker"
+    log = open(stderr, "wb") if stderr is not None else subprocess.PIPE  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port), worker_flag],
+        [sys.executable, "-m", "service", "serve", "--port", str(port), worker_flag, *args],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"serve exited {process.returncode}: {process.stderr.read()!r}")
+                output = process.stderr.read() if process.stderr else stderr.read_bytes()
+                raise RuntimeError(f"serve exited {process.returncode}: {output!r}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
                     break
@@ -69,3 +79,5 @@ def serve_process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if stderr is not None:
+            log.close()

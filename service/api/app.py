@@ -80,7 +80,9 @@ def create_app(
     for router in (inference.router, datasets.router, models.router, jobs.router, health.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestObserver, metrics=metrics)  # outermost: sees every answer
+    app.add_middleware(  # outermost: sees every answer
+        RequestObserver, metrics=metrics, record_metrics=settings.metrics_enabled
+    )
     _document_problems(app)
     return app
 

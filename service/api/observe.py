@@ -23,9 +23,10 @@ _VALID_ID = re.compile(r"^[\w.:-]{1,128}$")
 
 
 class RequestObserver:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, record_metrics: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.record_metrics = record_metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,8 +55,9 @@ class RequestObserver:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.request_seconds.labels(method, route).observe(seconds)
+            if self.record_metrics:
+                self.metrics.requests.labels(method, route, str(status)).inc()
+                self.metrics.request_seconds.labels(method, route).observe(seconds)
             log.info(
                 "request",
                 extra={
