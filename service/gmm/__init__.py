@@ -23,9 +23,18 @@ from .errors import (
 from .estimator import GaussianMixture
 from .initialization import INIT_METHODS
 from .mixture import MixtureParameters
+from .selection import (
+    CRITERIA,
+    Candidate,
+    SelectionProgress,
+    SelectionResult,
+    select_mixture,
+)
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "CRITERIA",
+    "Candidate",
     "INIT_METHODS",
     "CollapsedComponentError",
     "FitCancelled",
@@ -38,6 +47,9 @@ __all__ = [
     "InvalidParameterError",
     "MixtureParameters",
     "NumericalError",
+    "SelectionProgress",
+    "SelectionResult",
     "estimate_parameters",
     "fit_mixture",
+    "select_mixture",
 ]
