@@ -240,6 +240,101 @@ def fit(
     click.echo(json.dumps(fitted, indent=2))
 
 
+def _component_grid(text: str) -> list[int]:
+    """``1..9`` or ``2,3,5``."""
+    try:
+        if ".." in text:
+            low, high = (int(part) for part in text.split("..", 1))
+            return list(range(low, high + 1))
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise click.BadParameter("use a range like 1..9 or a list like 2,3,5") from None
+
+
+def _selection_table(result: dict) -> list[str]:
+    best = result["best"]
+    lines = [
+        f"{'k':>3} {'covariance':<10} {'conv':<5} {'iter':>5} {'log-lik':>12} {'params':>6} "
+        f"{'bic':>12} {'aic':>12} {'icl':>12} {'s':>6}  note"
+    ]
+    for c in result["candidates"]:
+        mark = (
+            "*"
+            if (c["n_components"], c["covariance_type"])
+            == (best["n_components"], best["covariance_type"])
+            else " "
+        )
+        note = (c["error"] or {}).get("type") or (c["spurious_reason"] if c["spurious"] else "")
+
+        def number(value):
+            return f"{value:12.3f}" if value is not None else f"{'-':>12}"
+
+        lines.append(
+            f"{c['n_components']:>3} {c['covariance_type']:<10} {c['converged']!s:<5} "
+            f"{c['n_iter']:>5} {number(c['log_likelihood'])} {c['n_parameters']:>6} "
+            f"{number(c['bic'])} {number(c['aic'])} {number(c['icl'])} {c['seconds']:6.2f} "
+            f"{mark}{note}"
+        )
+    return lines
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-k",
+    "--n-components",
+    "grid",
+    default="1..9",
+    show_default=True,
+    help="Numbers of components to try: a range 1..9 or a list 2,3,5.",
+)
+@click.option(
+    "--covariance-types",
+    default="full,tied,diag,spherical",
+    show_default=True,
+    help="Comma-separated covariance types to try.",
+)
+@click.option("--criterion", type=click.Choice(["bic", "aic", "icl"]), default="bic")
+@click.option("--random-state", type=int, default=None)
+@click.option("--n-init", type=int, default=None, help="EM starts per candidate.")
+@click.option("--name", default=None, help="Name of the dataset and the model.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_url_option
+@_api_key_option
+def select(
+    data, grid, covariance_types, criterion, random_state, n_init, name, progress, url, api_key
+):
+    """Choose n_components and the covariance type for a CSV or .npy file.
+
+    Prints the table of candidates (* marks the winner) and the model that now serves it.
+    """
+    try:
+        with _client(url, api_key) as gmm:
+            dataset = gmm.create_dataset(_read_matrix(data), name=name or data.name)
+            model = gmm.create_model(name=name, random_state=random_state)
+            job = gmm.select(
+                model["id"],
+                dataset_id=dataset["id"],
+                n_components=_component_grid(grid),
+                covariance_types=[t.strip() for t in covariance_types.split(",")],
+                criterion=criterion,
+                n_init=n_init,
+                random_state=random_state,
+                wait=True,
+                progress=progress,
+            )
+    except Exception as exc:
+        _fail(exc)
+    result = job["result"]
+    for line in _selection_table(result):
+        click.echo(line)
+    best = result["best"]
+    click.echo(
+        f"best by {result['criterion']}: k={best['n_components']} {best['covariance_type']}; "
+        f"model {model['id']} serves it"
+    )
+
+
 @main.command()
 @click.option("--limit", type=int, default=50, show_default=True)
 @_url_option

@@ -246,6 +246,51 @@ class _Operations:
             )
         )
 
+    def start_select(
+        self,
+        model_id: str,
+        X: Any = None,
+        *,
+        n_components: Any,
+        dataset_id: str | None = None,
+        covariance_types: Any = None,
+        criterion: str = "bic",
+        n_init: int | None = None,
+        random_state: int | None = None,
+        sample_weight: Any = None,
+        activate: bool = True,
+        idempotency_key: str | None = None,
+    ):
+        """Queue a model selection; returns the Job (``select(..., wait=True)`` waits).
+
+        ``n_components``: a list of ints, or a ``range`` (sent as ``{min, max}``).
+        """
+        if isinstance(n_components, range) and n_components.step == 1:
+            grid: Any = {"min": n_components.start, "max": n_components.stop - 1}
+        else:
+            grid = [int(k) for k in n_components]
+        body: dict[str, Any] = {
+            "n_components": grid,
+            "criterion": criterion,
+            "activate": activate,
+            "n_init": n_init,
+            "random_state": random_state,
+            "covariance_types": None if covariance_types is None else list(covariance_types),
+            "dataset_id": dataset_id,
+            "data": None if X is None else _rows(X),
+            "sample_weight": _array(sample_weight),
+        }
+        body = {name: value for name, value in body.items() if value is not None}
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/select",
+                _json,
+                json=body,
+                headers=_idempotency(idempotency_key),
+            )
+        )
+
     def parameters(self, model_id: str, *, version: int | None = None):
         """weights, means, covariances (NumPy arrays), covariance_type and version."""
         return self._call(
@@ -468,9 +513,16 @@ class _ProgressBar:
         bar = "#" * int(30 * done)
         bound = progress.get("lower_bound")
         bound_text = "" if bound is None else f" lower bound {bound:.6f}"
+        candidate = progress.get("candidate")
+        candidate_text = (
+            ""
+            if not candidate
+            else f"candidate {candidate['completed']}/{candidate['total']} done, now "
+            f"k={candidate['n_components']} {candidate['covariance_type']}: "
+        )
         sys.stderr.write(
-            f"\rinit {progress['init'] + 1}/{progress['n_init']} [{bar:<30}] "
-            f"iteration {progress['iteration']}/{progress['max_iter']}{bound_text}"
+            f"\r{candidate_text}init {progress['init'] + 1}/{progress['n_init']} [{bar:<30}] "
+            f"iteration {progress['iteration']}/{progress['max_iter']}{bound_text}\x1b[K"
         )
         sys.stderr.flush()
 
@@ -486,7 +538,7 @@ def _finished(job: dict[str, Any]) -> dict[str, Any]:
             409,
             {
                 "type": f"/problems/job-{job['status']}",
-                "title": f"Fit {job['status']}",
+                "title": f"{job.get('kind', 'fit').capitalize()} {job['status']}",
                 "detail": error.get("detail", f"the fit ended {job['status']}"),
                 "job": job,
             },
@@ -555,6 +607,22 @@ class Client(_Operations):
         _finished(self.wait_for_job(job["id"], progress=progress))
         return self.get_model(model_id)
 
+    def select(
+        self,
+        model_id: str,
+        X: Any = None,
+        *,
+        wait: bool = False,
+        progress: bool = False,
+        **select: Any,
+    ):
+        """Queue a model selection; with ``wait``, follow it and return the finished Job,
+        whose ``result`` is the table of candidates and the best."""
+        job = self.start_select(model_id, X, **select)
+        if not wait:
+            return job
+        return _finished(self.wait_for_job(job["id"], progress=progress))
+
 
 class AsyncClient(_Operations):
     """Asynchronous client; the same operations, awaited."""
@@ -607,3 +675,17 @@ class AsyncClient(_Operations):
             return job
         _finished(await self.wait_for_job(job["id"], progress=progress))
         return await self.get_model(model_id)
+
+    async def select(
+        self,
+        model_id: str,
+        X: Any = None,
+        *,
+        wait: bool = False,
+        progress: bool = False,
+        **select: Any,
+    ):
+        job = await self.start_select(model_id, X, **select)
+        if not wait:
+            return job
+        return _finished(await self.wait_for_job(job["id"], progress=progress))

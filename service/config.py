@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_components: int = Field(256, ge=1, description="Largest n_components.")
     max_iter_limit: int = Field(10_000, ge=1, description="Largest max_iter.")
     max_n_init: int = Field(50, ge=1, description="Largest n_init.")
+    max_candidates: int = Field(
+        64, ge=1, description="Most (n_components, covariance_type) candidates in one selection."
+    )
     max_sample_size: int = Field(100_000, ge=1, description="Most points one sample call draws.")
     model_cache_size: int = Field(64, ge=1, description="Fitted models kept decoded in memory.")
 

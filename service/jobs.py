@@ -32,7 +32,7 @@ __all__ = [
     "Claim",
     "cancel",
     "claim",
-    "enqueue_fit",
+    "enqueue_job",
     "fail",
     "finish_cancelled",
     "get_job",
@@ -70,24 +70,27 @@ def list_jobs(
 # --- the API's transitions -------------------------------------------------------
 
 
-def enqueue_fit(
+def enqueue_job(
     *,
     session: Session,
     model: ModelRow,
     dataset_id: str | None,
     data: bytes | None,
     sample_weight: bytes | None,
-    warm_start: bool,
+    warm_start: bool = False,
     activate: bool = True,
+    kind: str = "fit",
+    options: dict[str, Any] | None = None,
 ) -> JobRow:
-    """Queue a fit of ``model``; 409 if one is already queued or running."""
+    """Queue a fit or a selection of ``model``; 409 if one is already queued or running."""
     model_id = model.id  # a failed flush expires ``model``
     job = JobRow(
         id=new_id("job"),
         tenant=model.tenant,
         model_id=model.id,
         dataset_id=dataset_id,
-        kind="fit",
+        kind=kind,
+        options=options,
         status=JobStatus.queued,
         progress={
             "init": 0,
@@ -108,7 +111,8 @@ def enqueue_fit(
         session.flush()
     except IntegrityError:  # the partial unique index on active jobs per model
         raise Conflict(
-            f"model {model_id!r} already has a fit queued or running; wait for it or cancel it"
+            f"model {model_id!r} already has a fit or selection queued or running; "
+            "wait for it or cancel it"
         ) from None
     model.status = ModelStatus.fitting
     return job

@@ -14,7 +14,7 @@ from .db.queries import get_owned
 from .db.tables import JobRow, ModelRow, ModelStatus, ModelVersionRow, new_id
 from .errors import FieldError, Invalid, PreconditionFailed
 from .gmm import FitConfig, MixtureParameters
-from .jobs import enqueue_fit
+from .jobs import enqueue_job
 from .matrices import array_to_blob
 from .pagination import Page, paginate
 
@@ -29,6 +29,7 @@ __all__ = [
     "model_etag",
     "predict",
     "request_fit",
+    "request_select",
     "sample",
     "score",
 ]
@@ -122,6 +123,46 @@ def fit_config(model: ModelRow) -> FitConfig:
 # --- fitting -------------------------------------------------------------------
 
 
+def _fit_data(
+    session: Session,
+    tenant: str,
+    model: ModelRow,
+    dataset_id: str | None,
+    data: np.ndarray | None,
+    sample_weight: list[float] | None,
+    min_samples: int,
+    problems: list[FieldError],
+) -> tuple[int, np.ndarray | None, str]:
+    """The data's width, the sample weights, and where a problem with the data points."""
+    if dataset_id is not None:
+        dataset = get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
+        n_samples, n_features, where = dataset.n_samples, dataset.n_features, "#/dataset_id"
+    else:
+        assert data is not None
+        (n_samples, n_features), where = data.shape, "#/data"
+    if n_samples < min_samples:
+        problems.append(
+            FieldError(
+                where,
+                f"has {n_samples} samples; n_components={min_samples} needs at least as many",
+            )
+        )
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+        if len(weights) != n_samples:
+            problems.append(
+                FieldError(
+                    "#/sample_weight", f"has {len(weights)} values; the data has {n_samples} rows"
+                )
+            )
+        elif np.count_nonzero(weights) < min_samples:
+            problems.append(
+                FieldError("#/sample_weight", "needs at least n_components positive weights")
+            )
+    return n_features, weights, where
+
+
 def request_fit(
     *,
     session: Session,
@@ -135,33 +176,10 @@ def request_fit(
 ) -> JobRow:
     """Check the request against the model and its data, then queue the fit."""
     model = get_model(session=session, tenant=tenant, model_id=model_id)
-    if dataset_id is not None:
-        dataset = get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
-        n_samples, n_features, where = dataset.n_samples, dataset.n_features, "#/dataset_id"
-    else:
-        assert data is not None
-        (n_samples, n_features), where = data.shape, "#/data"
-    problems = []
-    if n_samples < model.n_components:
-        problems.append(
-            FieldError(
-                where,
-                f"has {n_samples} samples; n_components={model.n_components} needs at least as many",
-            )
-        )
-    weights = None
-    if sample_weight is not None:
-        weights = np.asarray(sample_weight, dtype=np.float64)
-        if len(weights) != n_samples:
-            problems.append(
-                FieldError(
-                    "#/sample_weight", f"has {len(weights)} values; the data has {n_samples} rows"
-                )
-            )
-        elif np.count_nonzero(weights) < model.n_components:
-            problems.append(
-                FieldError("#/sample_weight", "needs at least n_components positive weights")
-            )
+    problems: list[FieldError] = []
+    n_features, weights, where = _fit_data(
+        session, tenant, model, dataset_id, data, sample_weight, model.n_components, problems
+    )
     if warm_start and model.active_version is not None and model.n_features != n_features:
         problems.append(
             FieldError(
@@ -171,7 +189,7 @@ def request_fit(
         )
     if problems:
         raise Invalid("this fit cannot run on this data", problems)
-    return enqueue_fit(
+    return enqueue_job(
         session=session,
         model=model,
         dataset_id=dataset_id,
@@ -179,6 +197,72 @@ def request_fit(
         sample_weight=None if weights is None else array_to_blob(weights),
         warm_start=warm_start,
         activate=activate,
+    )
+
+
+def request_select(
+    *,
+    session: Session,
+    tenant: str,
+    model_id: str,
+    dataset_id: str | None,
+    data: np.ndarray | None,
+    sample_weight: list[float] | None,
+    n_components: list[int],
+    covariance_types: list[str],
+    criterion: str,
+    n_init: int | None,
+    random_state: int | None,
+    activate: bool,
+    settings: Settings,
+) -> JobRow:
+    """Check a model selection against the model, its data and the limits, then queue it."""
+    model = get_model(session=session, tenant=tenant, model_id=model_id)
+    problems: list[FieldError] = []
+    types = list(dict.fromkeys(covariance_types))
+    n_candidates = len(n_components) * len(types)
+    if n_candidates > settings.max_candidates:
+        problems.append(
+            FieldError(
+                "#/n_components",
+                f"{len(n_components)} values x {len(types)} covariance types make "
+                f"{n_candidates} candidates; the limit is {settings.max_candidates} "
+                "(GMM_MAX_CANDIDATES)",
+            )
+        )
+    if max(n_components) > settings.max_components:
+        problems.append(
+            FieldError("#/n_components", f"must be at most {settings.max_components} (a limit)")
+        )
+    if n_init is not None and n_init > settings.max_n_init:
+        problems.append(FieldError("#/n_init", f"must be at most {settings.max_n_init}"))
+    _, weights, where = _fit_data(
+        session, tenant, model, dataset_id, data, sample_weight, max(n_components), problems
+    )
+    for problem in problems:
+        if problem.pointer == where and "n_components=" in problem.detail:
+            problem.pointer = "#/n_components"
+            problem.detail = (
+                f"asks for up to {max(n_components)} components; the data {problem.detail}"
+            )
+    if problems:
+        raise Invalid("this selection cannot run on this data", problems)
+    options = {
+        "n_components": n_components,
+        "covariance_types": types,
+        "criterion": criterion,
+        "n_init": n_init,
+        "random_state": random_state,
+    }
+    return enqueue_job(
+        session=session,
+        model=model,
+        dataset_id=dataset_id,
+        data=None if data is None else array_to_blob(data),
+        sample_weight=None if weights is None else array_to_blob(weights),
+        activate=activate,
+        kind="select",
+        options=options,
     )
 
 

@@ -82,3 +82,36 @@ def test_versions_lists_the_history_and_activate_rolls_back(live_url, tmp_path):
     assert rolled.exit_code == 0 and "version 1" in rolled.stdout
     missing = runner.invoke(main, ["activate", model_id, "9", "--url", live_url])
     assert missing.exit_code != 0 and "no version 9" in missing.output
+
+
+def test_select_prints_the_table_and_the_winner(live_url, tmp_path):
+    runner = CliRunner()
+    data = _csv(tmp_path / "blobs.csv", three_blobs())
+    result = runner.invoke(
+        main,
+        [
+            "select",
+            data,
+            "-k",
+            "2..4",
+            "--covariance-types",
+            "full,diag",
+            "--random-state",
+            "0",
+            "--no-progress",
+            "--url",
+            live_url,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["k", "covariance", "conv"]
+    rows = lines[1:-1]
+    assert len(rows) == 6 and sum("*" in row for row in rows) == 1
+    assert lines[-1].startswith("best by bic: k=3")
+
+
+def test_select_rejects_a_malformed_grid(live_url, tmp_path):
+    data = _csv(tmp_path / "blobs.csv", three_blobs())
+    result = CliRunner().invoke(main, ["select", data, "-k", "two", "--url", live_url])
+    assert result.exit_code != 0 and "1..9" in result.output

@@ -106,3 +106,36 @@ def test_a_sklearn_mixture_goes_in_and_comes_back_out_through_the_client(live_ur
     assert isinstance(back, GaussianMixture) and back.covariance_type == "tied"
     np.testing.assert_allclose(back.score_samples(X), estimator.score_samples(X), rtol=1e-10)
     np.testing.assert_array_equal(back.predict(X), estimator.predict(X))
+
+
+def test_select_with_wait_returns_the_table(live_url):
+    with Client(live_url) as gmm:
+        model = gmm.create_model(random_state=0)
+        job = gmm.select(
+            model["id"],
+            three_blobs(),
+            n_components=range(2, 5),
+            covariance_types=["full"],
+            wait=True,
+            progress=True,
+        )
+        assert job["result"]["best"] == {"n_components": 3, "covariance_type": "full"}
+        assert [c["n_components"] for c in job["result"]["candidates"]] == [2, 3, 4]
+        assert gmm.get_model(model["id"])["n_components"] == 3
+
+
+def test_the_progress_bar_names_the_candidate_of_a_selection(capsys):
+    from service.client import _ProgressBar
+
+    candidate = {"n_components": 4, "covariance_type": "tied", "total": 8, "completed": 3}
+    _ProgressBar(True).update(
+        {
+            "init": 0,
+            "n_init": 1,
+            "iteration": 5,
+            "max_iter": 100,
+            "lower_bound": -1.5,
+            "candidate": candidate,
+        }
+    )
+    assert "candidate 3/8 done, now k=4 tied" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from .schemas import (
     PredictRequest,
     Problem,
     ScoreRequest,
+    SelectRequest,
 )
 
 __all__ = ["create_app"]
@@ -108,6 +109,7 @@ def _document_problems(app: FastAPI) -> None:
             PredictRequest,
             ScoreRequest,
             AnomalyRequest,
+            SelectRequest,
         ):
             components[model.__name__] = model.model_json_schema(
                 ref_template="#/components/schemas/{model}"

@@ -30,6 +30,8 @@ __all__ = [
     "PredictResponse",
     "Problem",
     "SampleRequest",
+    "SelectRequest",
+    "SelectionResult",
     "SampleResponse",
     "ScoreRequest",
     "ScoreResponse",
@@ -52,6 +54,11 @@ VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class JobError(BaseModel):
+    type: str
+    detail: str
 
 
 # --- problems -----------------------------------------------------------------------
@@ -174,6 +181,84 @@ class FitRequest(_Request):
         return self
 
 
+CovarianceType = Literal["full", "tied", "diag", "spherical"]
+
+
+class ComponentRange(_Request):
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ComponentRange:
+        if self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class SelectRequest(_Request):
+    """Fit a grid of (n_components, covariance_type) candidates and keep the best."""
+
+    dataset_id: Id | None = None
+    data: Matrix | None = None
+    sample_weight: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
+    n_components: (
+        Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | ComponentRange
+    ) = Field(description="The numbers of components to try: a list, or {min, max}.")
+    covariance_types: list[CovarianceType] = Field(
+        default_factory=lambda: ["full", "tied", "diag", "spherical"], min_length=1
+    )
+    criterion: Literal["bic", "aic", "icl"] = Field(
+        "bic", description="Lower is better: bic and aic as scikit-learn's, icl as mclust's."
+    )
+    n_init: int | None = Field(
+        None, ge=1, description="EM starts per candidate; default the model's."
+    )
+    random_state: int | None = Field(None, ge=0, le=2**31 - 1)
+    activate: bool = Field(True, description="Serve the winner at once (false: stage it).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SelectRequest:
+        if (self.dataset_id is None) == (self.data is None):
+            raise ValueError("give exactly one of dataset_id or data")
+        return self
+
+    def grid(self) -> list[int]:
+        """The numbers of components, in order, without repeats."""
+        if isinstance(self.n_components, ComponentRange):
+            return list(range(self.n_components.min, self.n_components.max + 1))
+        return list(dict.fromkeys(self.n_components))
+
+
+class CandidateRead(BaseModel):
+    n_components: int
+    covariance_type: CovarianceType
+    converged: bool
+    n_iter: int
+    log_likelihood: float | None = Field(description="Total (weighted) over the data.")
+    n_parameters: int
+    bic: float | None
+    aic: float | None
+    icl: float | None
+    seconds: float
+    error: JobError | None = None
+    spurious: bool = Field(
+        False, description="A component collapsed onto a handful of points: it cannot win."
+    )
+    spurious_reason: str | None = None
+    start: str | None = Field(None, description="The EM start that gave this fit.")
+
+
+class SelectionBest(BaseModel):
+    n_components: int
+    covariance_type: CovarianceType
+
+
+class SelectionResult(BaseModel):
+    criterion: Literal["bic", "aic", "icl"]
+    best: SelectionBest
+    candidates: list[CandidateRead]
+
+
 class ParametersRead(BaseModel):
     covariance_type: Literal["full", "tied", "diag", "spherical"]
     version: int
@@ -291,17 +376,23 @@ class SampleResponse(BaseModel):
 # --- jobs ---------------------------------------------------------------------------
 
 
+class CandidateProgress(BaseModel):
+    n_components: int
+    covariance_type: CovarianceType
+    index: int = Field(description="Its place in the grid, from 0.")
+    total: int
+    completed: int = Field(description="Candidates finished so far.")
+
+
 class JobProgress(BaseModel):
     init: int
     n_init: int
     iteration: int
     max_iter: int
     lower_bound: float | None
-
-
-class JobError(BaseModel):
-    type: str
-    detail: str
+    candidate: CandidateProgress | None = Field(
+        None, description="A selection job: the candidate being fitted."
+    )
 
 
 class JobRead(BaseModel):
@@ -310,10 +401,10 @@ class JobRead(BaseModel):
     id: str
     model_id: str
     dataset_id: str | None
-    kind: Literal["fit"]
+    kind: Literal["fit", "select"]
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     progress: JobProgress
-    result: FitSummary | None
+    result: FitSummary | SelectionResult | None
     lower_bound_history: list[float] = Field(
         description="Mean log-likelihood after each EM iteration (of the best initialisation)."
     )

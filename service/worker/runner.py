@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +28,16 @@ from ..datasets import load_matrix
 from ..db import Database
 from ..db.tables import DatasetRow, JobRow, ModelRow, VersionSource, utcnow
 from ..errors import ServiceError
-from ..gmm import FitCancelled, FitProgress, GMMError, MixtureParameters, fit_mixture
+from ..gmm import (
+    FitCancelled,
+    FitProgress,
+    FitResult,
+    GMMError,
+    MixtureParameters,
+    SelectionProgress,
+    fit_mixture,
+    select_mixture,
+)
 from ..idempotency import expire_keys
 from ..matrices import array_from_blob
 from ..metrics import Metrics
@@ -38,6 +47,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("service.worker")
 _HOUSEKEEPING_SECONDS = 300.0
+SELECTION_TOL = 1e-5  # select_mixture's own default
 
 
 @dataclass
@@ -49,6 +59,8 @@ class _FitInputs:
     dataset_id: str | None
     dataset_sha256: str | None
     activate: bool
+    kind: str
+    options: dict[str, Any]
 
 
 class _Lease:
@@ -112,6 +124,90 @@ class _Lease:
             if not held:
                 self.stopped = True
             return held
+
+
+@dataclass
+class _Outcome:
+    """What a job produced: the fit to store as a version, and the job's result if
+    it is not that fit's summary."""
+
+    fit: FitResult
+    result: dict[str, Any] | None = None
+
+
+class _Reporter:
+    """The running job's progress and lower-bound history, written through its lease."""
+
+    def __init__(self, lease: _Lease) -> None:
+        self.lease = lease
+        self.progress: dict[str, Any] = {}
+        self.history: list[float] = []
+
+    def iteration(self, lower_bound: float | None, **progress: Any) -> bool:
+        """Record one step; True when the job must stop."""
+        if progress.get("iteration") == 1:  # a new start begins its own history
+            self.history.clear()
+        if lower_bound is not None:
+            self.history.append(lower_bound)
+        self.progress.update(lower_bound=lower_bound, **progress)
+        return not self.lease.touch(dict(self.progress), list(self.history))
+
+
+def _fit(inputs: _FitInputs, report: _Reporter) -> _Outcome:
+    def on_iteration(p: FitProgress) -> bool:
+        return report.iteration(
+            p.lower_bound, init=p.init, n_init=p.n_init, iteration=p.iteration, max_iter=p.max_iter
+        )
+
+    return _Outcome(
+        fit_mixture(
+            inputs.data,
+            fit_config(inputs.model),
+            sample_weight=inputs.sample_weight,
+            warm_start=inputs.warm_start,
+            callback=on_iteration,
+        )
+    )
+
+
+def _select(inputs: _FitInputs, report: _Reporter) -> _Outcome:
+    options = inputs.options
+    model = inputs.model
+    base = replace(
+        fit_config(model),
+        # comparing candidates wants well-converged likelihoods
+        tol=min(model.tol, SELECTION_TOL),
+        n_init=options.get("n_init") or model.n_init,
+        random_state=options.get("random_state", model.random_state),
+    )
+
+    def on_progress(p: SelectionProgress) -> bool:
+        candidate = {
+            "n_components": p.n_components,
+            "covariance_type": p.covariance_type,
+            "index": p.index,
+            "total": p.total,
+            "completed": p.completed,
+        }
+        return report.iteration(
+            p.lower_bound,
+            init=p.start,
+            n_init=p.n_starts,
+            iteration=p.iteration,
+            max_iter=p.max_iter,
+            candidate=candidate,
+        )
+
+    selection = select_mixture(
+        inputs.data,
+        n_components=options["n_components"],
+        covariance_types=options["covariance_types"],
+        criterion=options["criterion"],
+        base=base,
+        sample_weight=inputs.sample_weight,
+        callback=on_progress,
+    )
+    return _Outcome(selection.fit, selection.to_dict())
 
 
 class Worker:
@@ -231,7 +327,15 @@ class Worker:
                 )
             session.expunge(model)
             return _FitInputs(
-                model, data, weights, warm, job.dataset_id, dataset_sha256, job.activate
+                model,
+                data,
+                weights,
+                warm,
+                job.dataset_id,
+                dataset_sha256,
+                job.activate,
+                job.kind,
+                job.options or {},
             )
 
     def _run(self, claim: jobs.Claim) -> None:
@@ -246,33 +350,11 @@ class Worker:
                 "job vanished before it ran", extra={"job_id": claim.job_id, "error": repr(exc)}
             )
             return
-        model = inputs.model
-        progress: dict[str, Any] = {}
-        history: list[float] = []
-
+        run = _fit if inputs.kind == "fit" else _select
         with _Lease(self, claim) as lease:
-
-            def on_iteration(p: FitProgress) -> bool:
-                if p.iteration == 1:  # a new initialisation starts its own history
-                    history.clear()
-                history.append(p.lower_bound)
-                progress.update(
-                    init=p.init,
-                    n_init=p.n_init,
-                    iteration=p.iteration,
-                    max_iter=p.max_iter,
-                    lower_bound=p.lower_bound,
-                )
-                return not lease.touch(dict(progress), list(history))
-
+            report = _Reporter(lease)
             try:
-                result = fit_mixture(
-                    inputs.data,
-                    fit_config(model),
-                    sample_weight=inputs.sample_weight,
-                    warm_start=inputs.warm_start,
-                    callback=on_iteration,
-                )
+                outcome = run(inputs, report)
             except FitCancelled:
                 self._stopped(claim, lease)
                 return
@@ -284,24 +366,30 @@ class Worker:
                 self._fail(claim, "internal_error", f"the fit failed unexpectedly: {exc!r}")
                 return
 
-        parameters = result.parameters
+        fit = outcome.fit
+        parameters = fit.parameters
         bic, aic, log_likelihood = parameters.information_criteria(
             inputs.data, inputs.sample_weight
         )
         summary = {
-            "converged": result.converged,
-            "n_iter": result.n_iter,
-            "lower_bound": result.lower_bound,
+            "converged": fit.converged,
+            "n_iter": fit.n_iter,
+            "lower_bound": fit.lower_bound,
             "bic": bic,
             "aic": aic,
-            "n_samples": int(result.n_samples),
+            "n_samples": int(fit.n_samples),
             "dataset_id": inputs.dataset_id,
         }
+        model = inputs.model
         threshold = anomaly_threshold(log_likelihood, inputs.sample_weight, model.contamination)
         new = versions.NewVersion(
-            source=VersionSource.fit,
+            source=VersionSource(inputs.kind),
             parameters=parameters,
-            config=versions.version_config(model),
+            config=versions.version_config(
+                model,
+                n_components=parameters.n_components,
+                covariance_type=parameters.covariance_type,
+            ),
             fit_summary=summary,
             anomaly_threshold=threshold,
             dataset_id=inputs.dataset_id,
@@ -313,9 +401,9 @@ class Worker:
                 session=session,
                 job_id=claim.job_id,
                 worker_id=self.worker_id,
-                result=summary,
-                progress=progress or None,
-                lower_bound_history=result.lower_bound_history,
+                result=outcome.result if outcome.result is not None else summary,
+                progress=report.progress or None,
+                lower_bound_history=fit.lower_bound_history,
             )
             stored = model_id is not None and (
                 versions.add_version(
@@ -329,7 +417,7 @@ class Worker:
             )
         if stored and self.metrics is not None:
             self.metrics.fit_seconds.observe(time.perf_counter() - started)
-            self.metrics.fit_iterations.observe(result.n_iter)
+            self.metrics.fit_iterations.observe(fit.n_iter)
         if not stored:  # cancelled at the last moment, lost, or the model was deleted
             with self.database.session() as session:
                 jobs.finish_cancelled(
@@ -339,8 +427,9 @@ class Worker:
             "job finished",
             extra={
                 "job_id": claim.job_id,
+                "kind": inputs.kind,
                 "stored": stored,
-                "n_iter": result.n_iter,
+                "n_iter": fit.n_iter,
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )

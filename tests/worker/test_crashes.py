@@ -11,11 +11,12 @@ from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.db import Database
-from service.db.tables import JobRow, JobStatus, ModelRow
+from service.db.tables import PUBLIC_TENANT, JobRow, JobStatus, ModelRow
+from service.models import create_model, request_select
 from service.versions import load_parameters
 
 from ..conftest import wait_for_job
-from .conftest import queue_fit, worker_process
+from .conftest import DEFAULT_CONFIG, queue_fit, worker_process
 
 CONFIG = dict(name="slow", n_components=6, tol=0.0, max_iter=400)
 
@@ -96,3 +97,60 @@ def test_restarting_the_api_loses_no_queued_job(settings, database, stop):
         ]
     with TestClient(create_app(settings, database=database)) as client:
         assert wait_for_job(client, job_id)["status"] == "succeeded"
+
+
+def _queue_slow_selection(database: Database, settings) -> tuple[str, str]:
+    data = np.random.default_rng(0).normal(size=(20000, 3))
+    with database.session() as session:
+        model = create_model(
+            session=session,
+            tenant=PUBLIC_TENANT,
+            config={**DEFAULT_CONFIG, "max_iter": 300, "tol": 0.0},
+            settings=settings,
+        )
+        job = request_select(
+            session=session,
+            tenant=PUBLIC_TENANT,
+            model_id=model.id,
+            dataset_id=None,
+            data=data,
+            sample_weight=None,
+            n_components=[4, 5],
+            covariance_types=["full", "diag"],
+            criterion="bic",
+            n_init=None,
+            random_state=0,
+            activate=True,
+            settings=settings,
+        )
+        return model.id, job.id
+
+
+def test_a_selection_whose_worker_is_killed_is_rerun_by_another(database, settings):
+    model_id, job_id = _queue_slow_selection(database, settings)
+    first = _worker(settings.resolved_database_url)
+    _wait(
+        database,
+        job_id,
+        lambda j: (
+            j.status == JobStatus.running
+            and (j.progress.get("candidate") or {}).get("completed", 0) >= 1
+        ),
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = _worker(settings.resolved_database_url)
+    try:
+        job = _wait(
+            database,
+            job_id,
+            lambda j: j.status not in (JobStatus.queued, JobStatus.running),
+            timeout=120,
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    assert job.status == JobStatus.succeeded and job.attempts == 2, job.error
+    assert len(job.result["candidates"]) == 4
+    with database.session() as session:
+        assert session.get(ModelRow, model_id).active_version == 1

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from ... import models, versions
-from ...db.tables import ModelRow, ModelVersionRow
+from ...db.tables import JobRow, ModelRow, ModelVersionRow
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_rows
 from ..bodies import JsonBody, json_body_openapi
@@ -34,12 +36,14 @@ from ..schemas import (
     ModelVersionList,
     ModelVersionRead,
     ParametersImport,
+    SelectRequest,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 # Bodies that carry matrices are parsed from the raw bytes by Pydantic (see bodies.py).
 FitBody = JsonBody(FitRequest)
+SelectBody = JsonBody(SelectRequest)
 
 
 @router.post(
@@ -117,6 +121,39 @@ def delete_model(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+def _queue_job(
+    *,
+    body: FitRequest | SelectRequest,
+    path: str,
+    database: DatabaseDep,
+    tenant: str,
+    settings: SettingsDep,
+    idempotency_key: str | None,
+    request_job: Callable[[Session, np.ndarray | None], JobRow],
+) -> JSONResponse:
+    """202 with the queued Job (once per Idempotency-Key); the data checked first."""
+    data = None
+    if body.data is not None:
+        data = matrix_from_rows(
+            body.data, max_rows=settings.max_rows, max_features=settings.max_features
+        )
+
+    def run(session: Session) -> Answer:
+        job = request_job(session, data)
+        job_json = JobRead.model_validate(job).model_dump(mode="json")
+        return Answer(202, job_json, {"Location": f"/v1/jobs/{job.id}"})
+
+    return answer_response(
+        run_once(
+            database=database,
+            scope=f"{tenant} POST {path}",
+            key=idempotency_key,
+            request_fingerprint=fingerprint(body.model_dump_json()),
+            run=run,
+        )
+    )
+
+
 @router.post(
     "/{model_id}/fit",
     status_code=status.HTTP_202_ACCEPTED,
@@ -133,14 +170,8 @@ def fit_model(
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    data = None
-    if body.data is not None:
-        data = matrix_from_rows(
-            body.data, max_rows=settings.max_rows, max_features=settings.max_features
-        )
-
-    def run(session: Session) -> Answer:
-        job = models.request_fit(
+    def request_job(session: Session, data: np.ndarray | None) -> JobRow:
+        return models.request_fit(
             session=session,
             tenant=tenant,
             model_id=model_id,
@@ -150,17 +181,59 @@ def fit_model(
             warm_start=body.warm_start,
             activate=body.activate,
         )
-        job_json = JobRead.model_validate(job).model_dump(mode="json")
-        return Answer(202, job_json, {"Location": f"/v1/jobs/{job.id}"})
 
-    return answer_response(
-        run_once(
-            database=database,
-            scope=f"{tenant} POST /v1/models/{model_id}/fit",
-            key=idempotency_key,
-            request_fingerprint=fingerprint(body.model_dump_json()),
-            run=run,
+    return _queue_job(
+        body=body,
+        path=f"/v1/models/{model_id}/fit",
+        database=database,
+        tenant=tenant,
+        settings=settings,
+        idempotency_key=idempotency_key,
+        request_job=request_job,
+    )
+
+
+@router.post(
+    "/{model_id}/select",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problems(404, 409, 413, 415, 422),
+    openapi_extra=json_body_openapi(SelectRequest),
+    summary="Queue a model selection over n_components and covariance types",
+)
+def select_model(
+    model_id: str,
+    body: SelectBody,
+    database: DatabaseDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    def request_job(session: Session, data: np.ndarray | None) -> JobRow:
+        return models.request_select(
+            session=session,
+            tenant=tenant,
+            model_id=model_id,
+            dataset_id=body.dataset_id,
+            data=data,
+            sample_weight=body.sample_weight,
+            n_components=body.grid(),
+            covariance_types=body.covariance_types,
+            criterion=body.criterion,
+            n_init=body.n_init,
+            random_state=body.random_state,
+            activate=body.activate,
+            settings=settings,
         )
+
+    return _queue_job(
+        body=body,
+        path=f"/v1/models/{model_id}/select",
+        database=database,
+        tenant=tenant,
+        settings=settings,
+        idempotency_key=idempotency_key,
+        request_job=request_job,
     )
 
 
