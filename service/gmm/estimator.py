@@ -388,8 +388,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             random_state=_seed(self.random_state),  # type: ignore[arg-type]
             dtype=dtype.name,
         )
-        if self.max_iter == 0:
-            parameters = self._initial_parameters(X, sample_weight, config, init)
+        if self.max_iter == 0:  # initialise (or keep a warm start's parameters), no EM
+            parameters = (
+                self._mixture()
+                if continuing
+                else self._initial_parameters(X, sample_weight, config, init)
+            )
             self._set_fitted(parameters, dtype, False, 0, -np.inf, [])
             return X
         previous_lower_bound = float(self.lower_bound_) if continuing else -np.inf
@@ -439,9 +443,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _initial_parameters(
         self, X: np.ndarray, sample_weight: Any, config: FitConfig, init: dict[str, Any]
     ) -> MixtureParameters:
-        """``max_iter=0``: the initialisation alone, as the fit would start from it."""
+        """``max_iter=0``: the initialisation alone, by the methods the fit starts with."""
         rng = np.random.default_rng(config.random_state)
-        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        weights = check_sample_weight(sample_weight, len(X))
         resp = initial_responsibilities(
             X.astype(np.float64), config.n_components, config.init_params, weights, rng
         )

@@ -220,6 +220,15 @@ def test_max_iter_zero_keeps_the_initial_parameters_without_warning(labelled_blo
     assert (model.n_iter_, model.converged_, model.lower_bound_) == (0, False, -np.inf)
 
 
+def test_max_iter_zero_after_a_warm_start_keeps_the_fitted_parameters(labelled_blobs):
+    X, _ = labelled_blobs
+    model = GaussianMixture(3, warm_start=True, random_state=0).fit(X)
+    means = model.means_.copy()
+    model.set_params(max_iter=0).fit(X)
+    np.testing.assert_array_equal(model.means_, means)
+    assert (model.n_iter_, model.lower_bound_) == (0, -np.inf)
+
+
 def test_a_collapsed_component_is_a_value_error():
     X = np.vstack([np.zeros((5, 2)), np.ones((5, 2))])
     with pytest.raises(ValueError, match="ill-defined empirical covariance"):
