@@ -6,9 +6,15 @@ Usable on its own::
 
     result = fit_mixture(X, FitConfig(n_components=3, random_state=0))
     result.parameters.predict(X)
+
+``GaussianMixture``, the scikit-learn estimator, needs scikit-learn (the
+``sklearn`` extra); it is imported on first use, so everything else here works
+without scikit-learn.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .covariance import COVARIANCE_TYPES
 from .em import FitConfig, FitProgress, FitResult, estimate_parameters, fit_mixture
@@ -20,7 +26,6 @@ from .errors import (
     InvalidParameterError,
     NumericalError,
 )
-from .estimator import GaussianMixture
 from .initialization import INIT_METHODS
 from .mixture import MixtureParameters
 from .selection import (
@@ -30,6 +35,9 @@ from .selection import (
     SelectionResult,
     select_mixture,
 )
+
+if TYPE_CHECKING:
+    from .estimator import GaussianMixture
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -53,3 +61,18 @@ __all__ = [
     "fit_mixture",
     "select_mixture",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Load the scikit-learn estimator, and scikit-learn with it, on first use."""
+    if name == "GaussianMixture":
+        try:
+            from .estimator import GaussianMixture
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("sklearn"):
+                raise
+            raise ImportError(
+                "service.gmm.GaussianMixture needs scikit-learn: pip install 'gmm-service[sklearn]'"
+            ) from exc
+        return GaussianMixture
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

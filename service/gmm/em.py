@@ -259,6 +259,7 @@ def fit_mixture(
     means_init: object = None,
     precisions_init: object = None,
     warm_start: MixtureParameters | None = None,
+    warm_start_lower_bound: float = -np.inf,
     callback: ProgressCallback | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture to ``X`` by EM.
@@ -276,6 +277,10 @@ def fit_mixture(
         Shape by ``covariance_type``, as scikit-learn's ``precisions_init``.
     warm_start : MixtureParameters, optional
         Start from these parameters (a single initialisation).
+    warm_start_lower_bound : float, optional
+        With ``warm_start``: the lower bound the previous fit ended on. The
+        first iteration's change is measured from it, so a fit continued one
+        iteration at a time can converge (scikit-learn's ``warm_start``).
     callback : callable, optional
         Called with a :class:`FitProgress` after every iteration; a truthy
         return value stops the fit with :class:`FitCancelled`.
@@ -358,7 +363,16 @@ def fit_mixture(
                 precisions_init,
             )
         result = _run_em(
-            centred, weights, start, config, tied_moment, noise_floor, init, n_init, callback
+            centred,
+            weights,
+            start,
+            config,
+            tied_moment,
+            noise_floor,
+            init,
+            n_init,
+            callback,
+            warm_start_lower_bound if warm_start is not None else -np.inf,
         )
         if best is None or result.lower_bound > best.lower_bound:
             best = result
@@ -419,12 +433,15 @@ def _run_em(
     init: int,
     n_init: int,
     callback: ProgressCallback | None,
+    lower_bound: float = -np.inf,
 ) -> FitResult:
-    """One initialisation's EM iterations, on centred data."""
+    """One initialisation's EM iterations, on centred data.
+
+    ``lower_bound`` is the one the first iteration's change is measured from.
+    """
     total_weight = float(len(X) if sample_weight is None else sample_weight.sum())
     weights, means, precisions_cholesky = start.weights, start.means, start.precisions_cholesky
     covariances = None
-    lower_bound = -np.inf
     history: list[float] = []
     converged = False
     n_iter = 0

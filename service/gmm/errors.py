@@ -35,8 +35,12 @@ class InvalidParameterError(GMMError, ValueError):
     kind = "invalid_parameter"
 
 
-class CollapsedComponentError(GMMError):
+class CollapsedComponentError(GMMError, ValueError):
     """A component's covariance stopped being positive definite during the fit.
+
+    The message begins with scikit-learn's, word for word, so code written
+    against ``sklearn.mixture.GaussianMixture`` recognises it; then it names
+    the component.
 
     Attributes
     ----------
@@ -48,12 +52,14 @@ class CollapsedComponentError(GMMError):
 
     def __init__(self, component: int | None, dtype_hint: bool = False) -> None:
         self.component = component
-        where = "a component" if component is None else f"component {component}"
         message = (
-            f"Fitting failed because {where} has an ill-defined covariance: it "
-            "collapsed onto too few (or identical) points. Increase reg_covar, "
-            "reduce n_components, or scale the data."
+            "Fitting the mixture model failed because some components have "
+            "ill-defined empirical covariance (for instance caused by singleton "
+            "or collapsed samples). Try to decrease the number of components, "
+            "increase reg_covar, or scale the input data."
         )
+        if component is not None:
+            message += f" The first such component is component {component}."
         if dtype_hint:
             message += " Fitting in float64 instead of float32 may also help."
         super().__init__(message)

@@ -111,6 +111,7 @@ def test_callback_returning_true_stops_the_fit(blobs):
     assert heard == [1, 2, 3]
 
 
+@pytest.mark.filterwarnings("ignore:Best performing initialization did not converge")
 def test_warm_start_continues_from_the_previous_parameters(blobs):
     model = GaussianMixture(3, random_state=0, max_iter=2, tol=0.0, warm_start=True)
     model.fit(blobs)
