@@ -8,9 +8,9 @@ template, status and duration.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,9 +32,15 @@ class RequestObserver:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers", ()))
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        given = next(
+            (
+                value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name == b"x-request-id"
+            ),
+            "",
+        )
+        request_id = given if _VALID_ID.match(given) else os.urandom(16).hex()
         status = 500
         started = time.perf_counter()
 
