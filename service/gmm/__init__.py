@@ -22,12 +22,15 @@ from .errors import (
 )
 from .estimator import GaussianMixture
 from .initialization import INIT_METHODS
+from .marginal import ConditionalMixture, Explanations
 from .mixture import MixtureParameters
 
 __all__ = [
     "COVARIANCE_TYPES",
     "INIT_METHODS",
     "CollapsedComponentError",
+    "ConditionalMixture",
+    "Explanations",
     "FitCancelled",
     "FitConfig",
     "FitProgress",

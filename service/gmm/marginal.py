@@ -1,0 +1,657 @@
+"""Missing features: exact marginal and conditional mixtures, row by row.
+
+A row ``x`` with observed features ``o`` and missing features ``m`` (NaN) has,
+under a Gaussian mixture, the exact marginal density
+
+    p(x_o) = sum_k pi_k N(x_o | mu_ko, S_k,oo)
+
+(drop the rows and columns of each covariance), and the missing features
+given the observed ones follow the conditional mixture
+
+    p(x_m | x_o) = sum_k w_k(x_o) N(x_m | mu_km + S_k,mo S_k,oo^-1 (x_o - mu_ko),
+                                       S_k,mm - S_k,mo S_k,oo^-1 S_k,om)
+
+with ``w_k(x_o)`` proportional to ``pi_k N(x_o | mu_ko, S_k,oo)``.
+
+Everything here is computed from the precision matrices ``P_k = U_k U_k^T``
+and only their *missing* block ``P_k,mm``, which is small when few features
+are missing. With ``d = x - mu_k`` set to zero on the missing features and
+``g = P_k d``:
+
+* the conditional covariance is ``P_k,mm^-1`` and the conditional mean is
+  ``mu_km - P_k,mm^-1 g_m`` (both equal to the Schur-complement formulas above);
+* the marginal quadratic form is ``d_o^T S_k,oo^-1 d_o = d^T g - g_m^T P_k,mm^-1 g_m``;
+* ``log det S_k,oo = log det P_k,mm - 2 log det U_k``.
+
+So each row costs one product with the precision matrices and one Cholesky
+factorisation of an ``m x m`` block per component. Rows are grouped: rows
+whose missingness pattern is shared by many rows factor ``P_k,mm`` once for
+the pattern; the other rows are grouped by their number of missing features
+and factored all at once by a Cholesky loop vectorised over rows and
+components (a batch where every row has its own pattern costs about what a
+batch of shared patterns costs). Complete rows keep the chunked
+:class:`~.kernels.ScoringKernel`.
+
+The same factors give :func:`condition` (the conditional mixture of the
+missing features), :func:`impute` (its mean and standard deviation) and
+:func:`explain` (each feature's conditional surprise given the others).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .covariance import log_det_cholesky
+from .errors import InvalidParameterError, NumericalError
+from .kernels import ScoringKernel, map_chunks, weighted_log_prob
+
+__all__ = [
+    "ConditionalMixture",
+    "Explanations",
+    "MissingDataKernel",
+    "condition",
+    "explain",
+    "impute",
+    "marginal_weighted_log_prob",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_2PI_E = _LOG_2PI + 1.0
+# A pattern is factored once for all its rows when it has at least this many
+# rows and rows * m^2 reaches _SHARED_WORK (see _group_rows).
+_MIN_SHARED_ROWS = 32
+_SHARED_WORK = 1 << 14
+# Rows per block: about this many float64 values in each (n_components, rows,
+# n_features) temporary.
+_BLOCK_VALUES = 1 << 17
+
+
+# --- dense precision matrices, per covariance type --------------------------------
+
+
+def _dense_full(precisions_cholesky: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+    return precisions_cholesky @ np.transpose(precisions_cholesky, (0, 2, 1))
+
+
+def _dense_tied(precisions_cholesky: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+    precision = precisions_cholesky @ precisions_cholesky.T
+    return np.broadcast_to(precision, (n_components, n_features, n_features))
+
+
+def _dense_diag(precisions_cholesky: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+    return (precisions_cholesky**2)[:, :, None] * np.eye(n_features)
+
+
+def _dense_spherical(
+    precisions_cholesky: np.ndarray, n_components: int, n_features: int
+) -> np.ndarray:
+    return (precisions_cholesky**2)[:, None, None] * np.eye(n_features)
+
+
+_DENSE_PRECISIONS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "full": _dense_full,
+    "tied": _dense_tied,
+    "diag": _dense_diag,
+    "spherical": _dense_spherical,
+}
+
+
+@dataclass(frozen=True)
+class MissingDataKernel:
+    """A mixture's parameters laid out for rows with missing features.
+
+    Attributes
+    ----------
+    log_weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    precisions : ndarray of shape (n_components, n_features, n_features)
+        ``P_k = U_k U_k^T`` for every covariance type.
+    log_det : ndarray of shape (n_components,)
+        ``log det U_k`` (half the log-determinant of ``P_k``).
+    scoring : ScoringKernel
+        The complete-row kernel: it also scores rows whose missing values
+        were filled in, which the missing-feature correction starts from.
+    fill : ndarray of shape (n_features,)
+        The mixture's mean, put in place of missing values (any value gives
+        the same answers; one near the data keeps the arithmetic accurate).
+    gradient : ndarray of shape (n_features + 1, n_features * n_components)
+        ``[x, 1] @ gradient``, reshaped to (n_features, n_components), is
+        ``P_k (x - mu_k)`` for every component.
+    """
+
+    log_weights: np.ndarray
+    means: np.ndarray
+    precisions: np.ndarray
+    log_det: np.ndarray
+    scoring: ScoringKernel
+    fill: np.ndarray
+    gradient: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        weights: np.ndarray,
+        means: np.ndarray,
+        precisions_cholesky: np.ndarray,
+        covariance_type: str,
+        scoring: ScoringKernel,
+    ) -> MissingDataKernel:
+        """Lay out ``weights``, ``means`` and ``precisions_cholesky`` (shapes as scikit-learn's)."""
+        n_components, n_features = means.shape
+        log_det = log_det_cholesky(precisions_cholesky, covariance_type, n_features)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(weights)
+        precisions = np.ascontiguousarray(
+            _DENSE_PRECISIONS[covariance_type](precisions_cholesky, n_components, n_features)
+        )
+        shift = np.einsum("kde,ke->kd", precisions, means)
+        gradient = np.vstack(
+            [precisions.transpose(1, 2, 0).reshape(n_features, -1), -shift.T.reshape(1, -1)]
+        )
+        return cls(
+            log_weights=log_weights,
+            means=np.ascontiguousarray(means, dtype=np.float64),
+            precisions=precisions,
+            log_det=np.broadcast_to(log_det, (n_components,)).astype(np.float64),
+            scoring=scoring,
+            fill=weights @ means / np.sum(weights),
+            gradient=np.ascontiguousarray(gradient),
+        )
+
+    @property
+    def n_components(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.means.shape[1])
+
+
+# --- small linear algebra, vectorised over a batch ------------------------------
+#
+# Matrices are held as (m, m, *batch), vectors as (m, *batch): the loops run
+# over the (small) matrix size and every step is one operation over the whole
+# batch of rows and components. Batches broadcast, so one factor of shape
+# (m, m, 1, K) serves every row of a shared pattern.
+
+
+def _cholesky(A: np.ndarray, n_pivots: int) -> np.ndarray:
+    """Cholesky factorisation of the leading ``n_pivots`` pivots of a batch of SPD matrices.
+
+    Parameters
+    ----------
+    A : ndarray of shape (p, p, *batch)
+    n_pivots : int
+        At most ``p``.
+
+    Returns
+    -------
+    factor : ndarray of shape (p, p, *batch)
+        Its lower triangle's first ``n_pivots`` columns hold ``L`` (with
+        ``L L^T`` the leading block) and, below it, ``A_21 L^-T``; its trailing
+        block holds the Schur complement ``A_22 - A_21 A_11^-1 A_12``. Only
+        the lower triangle of ``A`` is read; entries above the diagonal are
+        left as they were.
+    """
+    factor = A.copy()
+    for j in range(n_pivots):
+        pivot = factor[j, j]
+        if not np.all(pivot > 0.0):
+            raise NumericalError(
+                "a missing-feature block of a precision matrix is not positive definite; "
+                "the model's covariances are too ill-conditioned"
+            )
+        factor[j:, j] /= np.sqrt(pivot)
+        for i in range(j + 1, len(factor)):  # the lower triangle only
+            factor[i, j + 1 : i + 1] -= factor[i, j] * factor[j + 1 : i + 1, j]
+    return factor
+
+
+def _expand(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``L`` with axes added so that it broadcasts against a right-hand side ``b``."""
+    extra = b.ndim - (L.ndim - 1)
+    return L.reshape(L.shape[:2] + (1,) * extra + L.shape[2:])
+
+
+def _solve_lower(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``L^-1 b`` for lower-triangular ``L`` (m, m, *batch) and ``b`` (m, *rhs, *batch)."""
+    L = _expand(L, b)
+    z = np.empty(np.broadcast_shapes(b.shape, L.shape[1:]))
+    for i in range(len(z)):
+        z[i] = (b[i] - np.sum(L[i, :i] * z[:i], axis=0)) / L[i, i]
+    return z
+
+
+def _solve_upper(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``L^-T b`` for lower-triangular ``L`` (m, m, *batch) and ``b`` (m, *rhs, *batch)."""
+    L = _expand(L, b)
+    y = np.empty(np.broadcast_shapes(b.shape, L.shape[1:]))
+    for i in reversed(range(len(y))):
+        y[i] = (b[i] - np.sum(L[i + 1 :, i] * y[i + 1 :], axis=0)) / L[i, i]
+    return y
+
+
+# --- grouping rows by what they miss -------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Rows factored together.
+
+    ``missing`` is (n_rows, m): each row's missing features, or (1, m) when
+    every row misses the same ones (then each block is factored once).
+    """
+
+    rows: np.ndarray
+    missing: np.ndarray
+
+
+def _pattern_codes(missing: np.ndarray) -> np.ndarray:
+    """One sortable code per missingness pattern, shape (n_rows,)."""
+    packed = np.packbits(missing, axis=1)
+    if packed.shape[1] <= 8:  # up to 64 features: one integer per row
+        padded = np.zeros((len(packed), 8), dtype=np.uint8)
+        padded[:, : packed.shape[1]] = packed
+        return padded.view(np.uint64).ravel()
+    return np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+
+
+def _split(rows: np.ndarray, missing: np.ndarray, block: int) -> list[_Group]:
+    shared = len(missing) == 1
+    return [
+        _Group(rows[start : start + block], missing if shared else missing[start : start + block])
+        for start in range(0, len(rows), block)
+    ]
+
+
+def _group_rows(missing: np.ndarray, block: int) -> list[_Group]:
+    """Groups of rows with the same number of missing features, or the same pattern.
+
+    A pattern is factored once for all its rows when it is common enough to
+    pay for a pass of its own: ``count * m^2 >= _SHARED_WORK`` (a block of
+    ``m`` missing features costs about ``m^3`` per row to factor row by row).
+    """
+    n_missing = missing.sum(axis=1)
+    groups = _split(np.flatnonzero(n_missing == 0), np.zeros((1, 0), dtype=np.intp), block)
+    incomplete = np.flatnonzero(n_missing > 0)
+    if not incomplete.size:
+        return groups
+    _, inverse, counts = np.unique(
+        _pattern_codes(missing[incomplete]), return_inverse=True, return_counts=True
+    )
+    inverse = inverse.ravel()
+    m = n_missing[incomplete]
+    shared = (counts[inverse] >= _MIN_SHARED_ROWS) & (counts[inverse] * m**2 >= _SHARED_WORK)
+    order = np.argsort(inverse[shared], kind="stable")
+    for rows in _runs(incomplete[shared][order], inverse[shared][order]):
+        groups += _split(rows, np.flatnonzero(missing[rows[0]])[None, :], block)
+    rare = incomplete[~shared]
+    by_count = rare[np.argsort(n_missing[rare], kind="stable")]
+    columns = np.nonzero(missing[by_count])[1]
+    start = 0
+    for rows in _runs(by_count, n_missing[by_count]):
+        m_rows = int(n_missing[rows[0]])
+        stop = start + len(rows) * m_rows
+        groups += _split(rows, columns[start:stop].reshape(len(rows), m_rows), block)
+        start = stop
+    return groups
+
+
+def _runs(rows: np.ndarray, keys: np.ndarray) -> list[np.ndarray]:
+    """``rows`` split where the (sorted) ``keys`` change."""
+    if not rows.size:
+        return []
+    return np.split(rows, np.flatnonzero(np.diff(keys)) + 1)
+
+
+def _block_rows(kernel: MissingDataKernel) -> int:
+    return max(64, _BLOCK_VALUES // (kernel.n_components * kernel.n_features))
+
+
+def _map_groups(function: Callable[[_Group], object], groups: list[_Group]) -> list:
+    """``function`` on each group, over the core's chunk threads, in order."""
+    return list(map_chunks(lambda s: function(groups[s.start]), len(groups), 1))
+
+
+# --- the factors of one group ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Factors:
+    """What one group of rows shares: every quantity the answers are made from.
+
+    The missing values are filled (with ``kernel.fill``) and ``d = x - mu_k``
+    is taken on the filled row. The answers do not depend on the fill: with
+    ``g = P_k d``, the marginal quadratic form ``d^T g - g_m^T P_k,mm^-1 g_m``
+    is the same for any ``d_m``.
+
+    Attributes
+    ----------
+    filled : ndarray of shape (n_rows, n_features)
+    log_prob : ndarray of shape (n_components, n_rows)
+        ``log pi_k + log N(x_o | mu_ko, S_k,oo)``.
+    gradient : ndarray of shape (n_rows, n_features, n_components)
+        ``g = P_k d`` for every component.
+    cholesky : ndarray of shape (m, m, n_rows or 1, n_components)
+        Lower Cholesky factors of ``P_k,mm`` (entries above the diagonal unspecified).
+    z : ndarray of shape (m, n_rows, n_components)
+        ``cholesky^-1 g_m``.
+    """
+
+    filled: np.ndarray
+    log_prob: np.ndarray
+    gradient: np.ndarray
+    cholesky: np.ndarray
+    z: np.ndarray
+
+
+def _missing_block(kernel: MissingDataKernel, missing: np.ndarray) -> np.ndarray:
+    """``P_k,mm`` of each row (or the shared pattern): shape (m, m, n_rows or 1, n_components).
+
+    Only the lower triangle is filled in (it is all :func:`_cholesky` reads).
+    """
+    n_features = kernel.n_features
+    m = missing.shape[1]
+    rows, cols = np.tril_indices(m)
+    flat = kernel.precisions.reshape(kernel.n_components, -1).T
+    block = np.empty((m, m, len(missing), kernel.n_components))
+    block[rows, cols] = np.take(flat, missing.T[rows] * n_features + missing.T[cols], axis=0)
+    return block
+
+
+def _gather_gradient(gradient: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """``g_m``: each row's missing entries of ``gradient`` (n_rows, D, K); shape (m, n_rows, K)."""
+    n_rows, n_features, n_components = gradient.shape
+    index = np.arange(n_rows) * n_features + missing.T
+    return np.take(gradient.reshape(-1, n_components), index, axis=0)
+
+
+def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _Factors:
+    """Factor one group: ``x`` (n_rows, n_features) with NaN, ``missing`` as in :class:`_Group`."""
+    n_rows, n_features = x.shape
+    m = missing.shape[1]
+    filled = np.where(np.isnan(x), kernel.fill, x)
+    log_prob = weighted_log_prob(filled, kernel.scoring)
+    gradient = (np.hstack([filled, np.ones((n_rows, 1))]) @ kernel.gradient).reshape(
+        n_rows, n_features, kernel.n_components
+    )
+    g_m = _gather_gradient(gradient, np.broadcast_to(missing, (n_rows, m)))
+    if len(missing) == 1:  # one pattern: factor P_mm once, then solve for every row
+        cholesky = _cholesky(_missing_block(kernel, missing), m)
+        z = _solve_lower(cholesky, g_m)
+        correction = np.sum(z**2, axis=0)
+    else:  # a pattern per row: factor [[P_mm, g_m], [g_m^T, 0]] row by row
+        bordered = np.empty((m + 1, m + 1, n_rows, kernel.n_components))
+        bordered[:m, :m] = _missing_block(kernel, missing)
+        bordered[m, :m] = g_m
+        bordered[m, m] = 0.0
+        factor = _cholesky(bordered, m)
+        cholesky, z, correction = factor[:m, :m], factor[m, :m], -factor[m, m]
+    log_det_mm = np.sum(np.log(np.diagonal(cholesky, axis1=0, axis2=1)), axis=-1)
+    log_prob += (0.5 * m * _LOG_2PI - log_det_mm + 0.5 * correction).T
+    return _Factors(filled, log_prob, gradient, cholesky, z)
+
+
+# --- scoring --------------------------------------------------------------------
+
+
+def marginal_weighted_log_prob(
+    kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray
+) -> np.ndarray:
+    """``log pi_k + log N(x_o | mu_ko, S_k,oo)`` of each row over its observed features.
+
+    Parameters
+    ----------
+    kernel : MissingDataKernel
+    X : ndarray of shape (n_samples, n_features)
+        NaN where a feature is missing; every row has at least one observed feature.
+    missing : ndarray of bool, shape (n_samples, n_features)
+        ``np.isnan(X)``.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_components, n_samples)
+        Transposed, as :func:`~.kernels.weighted_log_prob` returns it; log-sum-exp
+        over the components gives ``log p(x_o)``, normalising gives the
+        responsibilities.
+    """
+    log_prob = np.empty((kernel.n_components, len(X)))
+
+    def one_group(group: _Group) -> np.ndarray:
+        if group.missing.shape[1] == 0:
+            return weighted_log_prob(X[group.rows], kernel.scoring)
+        return _factor(kernel, X[group.rows], group.missing).log_prob
+
+    groups = _group_rows(missing, _block_rows(kernel))
+    for group, part in zip(groups, _map_groups(one_group, groups), strict=True):
+        log_prob[:, group.rows] = part
+    return log_prob
+
+
+def _normalize(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log p`` (n_rows,) and responsibilities (n_rows, n_components) from (K, n_rows)."""
+    log_norm = logsumexp(log_prob, axis=0)
+    return log_norm, np.exp(log_prob - log_norm).T
+
+
+# --- conditionals ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConditionalMixture:
+    """The mixture of one row's missing features given its observed ones.
+
+    Attributes
+    ----------
+    missing : ndarray of int, shape (n_missing,)
+        The missing features, in increasing order.
+    weights : ndarray of shape (n_components,)
+        ``pi_k N(x_o | k)`` normalised: the responsibilities of the observed part.
+    means : ndarray of shape (n_components, n_missing)
+        ``mu_km + S_k,mo S_k,oo^-1 (x_o - mu_ko)``.
+    covariances : ndarray of shape (n_components, n_missing, n_missing)
+        ``S_k,mm - S_k,mo S_k,oo^-1 S_k,om`` (full matrices for every covariance type).
+    """
+
+    missing: np.ndarray
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+
+
+def _conditional_moments(
+    kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights (n_rows, K), means (n_rows, K, m) and covariances (n_rows|1, K, m, m) of a group.
+
+    The conditional mean is ``x_m - P_k,mm^-1 g_m`` (``x_m`` the fill): the
+    Schur-complement formula rewritten with the precision matrix.
+    """
+    factors = _factor(kernel, x, missing)
+    n_rows, m = len(x), missing.shape[1]
+    _, weights = _normalize(factors.log_prob)
+    shift = _solve_upper(factors.cholesky, factors.z)
+    filled_m = np.take_along_axis(factors.filled, np.broadcast_to(missing, (n_rows, m)), axis=1)
+    means = filled_m[:, None, :] - shift.transpose(1, 2, 0)
+    inverse = _solve_lower(factors.cholesky, np.eye(m).reshape(m, m, 1, 1))
+    covariances = np.einsum("pink,pjnk->nkij", inverse, inverse)
+    return weights, means, covariances
+
+
+def _conditional_groups(kernel: MissingDataKernel, X: np.ndarray) -> list[_Group]:
+    return _group_rows(np.isnan(X), _block_rows(kernel))
+
+
+def condition(kernel: MissingDataKernel, X: np.ndarray) -> list[ConditionalMixture]:
+    """The conditional mixture of each row's missing features given its observed ones.
+
+    Parameters
+    ----------
+    kernel : MissingDataKernel
+    X : ndarray of shape (n_samples, n_features)
+        NaN where a feature is missing; every row has at least one observed feature.
+
+    Returns
+    -------
+    conditionals : list of ConditionalMixture, one per row
+        A complete row gets ``missing = []`` and its responsibilities as weights.
+    """
+    results: list[ConditionalMixture | None] = [None] * len(X)
+    groups = _conditional_groups(kernel, X)
+
+    def one_group(group: _Group):
+        return _conditional_moments(kernel, X[group.rows], group.missing)
+
+    for group, (weights, means, covariances) in zip(
+        groups, _map_groups(one_group, groups), strict=True
+    ):
+        shared = len(group.missing) == 1
+        for i, row in enumerate(group.rows):
+            results[row] = ConditionalMixture(
+                missing=group.missing[0 if shared else i].copy(),
+                weights=weights[i],
+                means=means[i],
+                covariances=covariances[0 if shared else i],
+            )
+    return results  # type: ignore[return-value]
+
+
+def impute(kernel: MissingDataKernel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each missing value replaced by its conditional mean (Gaussian mixture regression).
+
+    Parameters
+    ----------
+    kernel : MissingDataKernel
+    X : ndarray of shape (n_samples, n_features)
+        NaN where a feature is missing.
+
+    Returns
+    -------
+    X_filled : ndarray of shape (n_samples, n_features)
+        The observed values unchanged, each missing one replaced by
+        ``sum_k w_k m_k``, the mean of the conditional mixture.
+    std : ndarray of shape (n_samples, n_features)
+        The conditional mixture's standard deviation of each filled value,
+        ``sqrt(sum_k w_k (C_k,jj + (m_kj - m_j)^2))``; NaN where the value was given.
+    """
+    filled = X.copy()
+    std = np.full(X.shape, np.nan)
+    groups = [group for group in _conditional_groups(kernel, X) if group.missing.shape[1]]
+
+    def one_group(group: _Group):
+        weights, means, covariances = _conditional_moments(kernel, X[group.rows], group.missing)
+        mean = np.einsum("nk,nkm->nm", weights, means)
+        variances = np.diagonal(covariances, axis1=-2, axis2=-1) + (means - mean[:, None, :]) ** 2
+        return mean, np.sqrt(np.einsum("nk,nkm->nm", weights, variances))
+
+    for group, (mean, spread) in zip(groups, _map_groups(one_group, groups), strict=True):
+        missing = np.broadcast_to(group.missing, mean.shape)
+        filled[group.rows[:, None], missing] = mean
+        std[group.rows[:, None], missing] = spread
+    return filled, std
+
+
+# --- explanations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Explanations:
+    """Each row's features, ordered by how much each makes the row unlikely.
+
+    Attributes
+    ----------
+    features : ndarray of int, shape (n_samples, n_features)
+        Feature indices, largest contribution first; missing features last.
+    contributions : ndarray of shape (n_samples, n_features)
+        The contribution of ``features[i, r]`` to row ``i`` (see :func:`explain`);
+        NaN for missing features.
+    """
+
+    features: np.ndarray
+    contributions: np.ndarray
+
+
+def _contributions(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Contribution of every feature of a group's rows, shape (n_rows, n_features)."""
+    n_rows, n_features = x.shape
+    m = missing.shape[1]
+    factors = _factor(kernel, x, missing)
+    g = factors.gradient.transpose(2, 0, 1)
+    diagonal = np.diagonal(kernel.precisions, axis1=1, axis2=2)[:, None, :]
+    if m:
+        # Marginal precision Q = P_oo - P_om P_mm^-1 P_mo and Q d_o = g_o - P_om P_mm^-1 g_m,
+        # through V = L^-1 P_m,: of shape (m, D, n|1, K).
+        rows_m = kernel.precisions[:, missing].transpose(2, 3, 1, 0)
+        v = np.broadcast_to(
+            _solve_lower(factors.cholesky, rows_m), (m, n_features, n_rows, kernel.n_components)
+        )
+        g = g - np.einsum("pjnk,pnk->knj", v, factors.z)
+        diagonal = diagonal - np.einsum("pjnk,pjnk->knj", v, v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_diagonal = np.log(diagonal)
+        # log pi_k + log p_k(x without feature j): (K, n_rows, D)
+        log_prob_without = (
+            factors.log_prob[:, :, None] + 0.5 * (_LOG_2PI - log_diagonal) + 0.5 * g**2 / diagonal
+        )
+        log_norm_without = logsumexp(log_prob_without, axis=0)
+        weights = np.exp(log_prob_without - log_norm_without)
+        entropy = 0.5 * np.sum(weights * (_LOG_2PI_E - log_diagonal), axis=0)
+        surprise = log_norm_without - logsumexp(factors.log_prob, axis=0)[:, None]
+    contributions = surprise - entropy
+    if m:
+        contributions[np.arange(n_rows)[:, None], np.broadcast_to(missing, (n_rows, m))] = np.nan
+    return contributions
+
+
+def explain(kernel: MissingDataKernel, X: np.ndarray) -> Explanations:
+    """How much each feature makes each row unlikely, given the row's other features.
+
+    The contribution of feature ``j`` to row ``x`` is its conditional surprise
+    given the row's other observed features, less the surprise expected there:
+
+        c_j = -log p(x_j | x_-j) - sum_k w_jk 0.5 log(2 pi e s_jk^2)
+
+    where ``p(x_j | x_-j) = sum_k w_jk N(x_j | m_jk, s_jk^2)`` is the mixture
+    conditional on the other features (``w_jk`` the components'
+    responsibilities for ``x_-j``). The first term is exactly how much the
+    anomaly score ``-log p(x)`` falls when ``x_j`` is treated as missing; the
+    second is the entropy each responsible component expects of ``x_j``, which
+    makes ``c_j`` independent of the features' units. For one component
+    ``c_j = (z_j^2 - 1) / 2`` with ``z_j`` the conditional z-score of ``x_j``.
+
+    Parameters
+    ----------
+    kernel : MissingDataKernel
+    X : ndarray of shape (n_samples, n_features)
+        NaN where a feature is missing (explained over the observed ones).
+
+    Returns
+    -------
+    explanations : Explanations
+        Features ordered by contribution, largest first.
+
+    Raises
+    ------
+    InvalidParameterError
+        If the model has fewer than two features.
+    """
+    if kernel.n_features < 2:
+        raise InvalidParameterError(
+            "explanations need a model with at least two features: one feature alone "
+            "has nothing to be explained against"
+        )
+    contributions = np.empty(X.shape)
+    groups = _conditional_groups(kernel, X)
+
+    def one_group(group: _Group) -> np.ndarray:
+        return _contributions(kernel, X[group.rows], group.missing)
+
+    for group, part in zip(groups, _map_groups(one_group, groups), strict=True):
+        contributions[group.rows] = part
+    order = np.argsort(np.where(np.isnan(contributions), np.inf, -contributions), axis=1)
+    return Explanations(order, np.take_along_axis(contributions, order, axis=1))
