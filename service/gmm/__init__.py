@@ -24,12 +24,14 @@ from .estimator import GaussianMixture
 from .initialization import INIT_METHODS
 from .marginal import ConditionalMixture, Explanations
 from .mixture import MixtureParameters
+from .pvalues import Drift, ScoreDistribution, ScoreReservoir, drift
 
 __all__ = [
     "COVARIANCE_TYPES",
     "INIT_METHODS",
     "CollapsedComponentError",
     "ConditionalMixture",
+    "Drift",
     "Explanations",
     "FitCancelled",
     "FitConfig",
@@ -41,6 +43,9 @@ __all__ = [
     "InvalidParameterError",
     "MixtureParameters",
     "NumericalError",
+    "ScoreDistribution",
+    "ScoreReservoir",
+    "drift",
     "estimate_parameters",
     "fit_mixture",
 ]
