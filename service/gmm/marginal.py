@@ -68,7 +68,7 @@ _MIN_SHARED_ROWS = 32
 _SHARED_WORK = 1 << 14
 # Rows per block: about this many float64 values in each (n_components, rows,
 # n_features) temporary.
-_BLOCK_VALUES = 1 << 17
+_BLOCK_VALUES = 1 << 19
 
 
 # --- dense precision matrices, per covariance type --------------------------------
@@ -199,6 +199,7 @@ def _cholesky(A: np.ndarray, n_pivots: int) -> np.ndarray:
         left as they were.
     """
     factor = A.copy()
+    scratch = np.empty(factor.shape[1:])
     for j in range(n_pivots):
         pivot = factor[j, j]
         if not np.all(pivot > 0.0):
@@ -206,9 +207,11 @@ def _cholesky(A: np.ndarray, n_pivots: int) -> np.ndarray:
                 "a missing-feature block of a precision matrix is not positive definite; "
                 "the model's covariances are too ill-conditioned"
             )
-        factor[j:, j] /= np.sqrt(pivot)
-        for i in range(j + 1, len(factor)):  # the lower triangle only
-            factor[i, j + 1 : i + 1] -= factor[i, j] * factor[j + 1 : i + 1, j]
+        np.sqrt(pivot, out=pivot)
+        factor[j + 1 :, j] /= pivot
+        for i in range(j + 1, len(factor)):  # the lower triangle only, in place
+            update = np.multiply(factor[i, j], factor[j + 1 : i + 1, j], out=scratch[: i - j])
+            np.subtract(factor[i, j + 1 : i + 1], update, out=factor[i, j + 1 : i + 1])
     return factor
 
 
@@ -252,13 +255,18 @@ class _Group:
 
 
 def _pattern_codes(missing: np.ndarray) -> np.ndarray:
-    """One sortable code per missingness pattern, shape (n_rows,)."""
-    packed = np.packbits(missing, axis=1)
-    if packed.shape[1] <= 8:  # up to 64 features: one integer per row
-        padded = np.zeros((len(packed), 8), dtype=np.uint8)
-        padded[:, : packed.shape[1]] = packed
-        return padded.view(np.uint64).ravel()
-    return np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    """One sortable code per missingness pattern, shape (n_rows,).
+
+    An unsigned integer up to 64 features (16 or fewer sort by radix), bytes beyond.
+    """
+    packed = np.packbits(missing, axis=1, bitorder="little")
+    width = packed.shape[1]
+    if width > 8:
+        return np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
+    size = next(size for size in (1, 2, 4, 8) if size >= width)
+    if size != width:
+        packed = np.hstack([packed, np.zeros((len(packed), size - width), dtype=np.uint8)])
+    return packed.view(f"<u{size}").ravel()
 
 
 def _split(rows: np.ndarray, missing: np.ndarray, block: int) -> list[_Group]:
@@ -276,25 +284,23 @@ def _group_rows(missing: np.ndarray, block: int) -> list[_Group]:
     pay for a pass of its own: ``count * m^2 >= _SHARED_WORK`` (a block of
     ``m`` missing features costs about ``m^3`` per row to factor row by row).
     """
-    n_missing = missing.sum(axis=1)
-    groups = _split(np.flatnonzero(n_missing == 0), np.zeros((1, 0), dtype=np.intp), block)
-    incomplete = np.flatnonzero(n_missing > 0)
-    if not incomplete.size:
-        return groups
-    _, inverse, counts = np.unique(
-        _pattern_codes(missing[incomplete]), return_inverse=True, return_counts=True
-    )
-    inverse = inverse.ravel()
-    m = n_missing[incomplete]
-    shared = (counts[inverse] >= _MIN_SHARED_ROWS) & (counts[inverse] * m**2 >= _SHARED_WORK)
-    order = np.argsort(inverse[shared], kind="stable")
-    for rows in _runs(incomplete[shared][order], inverse[shared][order]):
+    n_missing = np.count_nonzero(missing, axis=1)
+    codes = _pattern_codes(missing)
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]])
+    counts = np.diff(np.r_[starts, len(order)])
+    m = n_missing[order[starts]]
+    shared = (m == 0) | ((counts >= _MIN_SHARED_ROWS) & (counts * m**2 >= _SHARED_WORK))
+    groups = []
+    for start, count in zip(starts[shared], counts[shared], strict=True):
+        rows = np.sort(order[start : start + count])
         groups += _split(rows, np.flatnonzero(missing[rows[0]])[None, :], block)
-    rare = incomplete[~shared]
-    by_count = rare[np.argsort(n_missing[rare], kind="stable")]
-    columns = np.nonzero(missing[by_count])[1]
+    rare = order[np.repeat(~shared, counts)]
+    rare = rare[np.argsort(n_missing[rare].astype(np.uint16), kind="stable")]
+    positions = np.flatnonzero(missing[rare])  # row-major, so each row's features in order
+    columns = positions - np.repeat(np.arange(len(rare)) * missing.shape[1], n_missing[rare])
     start = 0
-    for rows in _runs(by_count, n_missing[by_count]):
+    for rows in _runs(rare, n_missing[rare]):
         m_rows = int(n_missing[rows[0]])
         stop = start + len(rows) * m_rows
         groups += _split(rows, columns[start:stop].reshape(len(rows), m_rows), block)
@@ -350,18 +356,22 @@ class _Factors:
     z: np.ndarray
 
 
-def _missing_block(kernel: MissingDataKernel, missing: np.ndarray) -> np.ndarray:
+def _missing_block(
+    kernel: MissingDataKernel, missing: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """``P_k,mm`` of each row (or the shared pattern): shape (m, m, n_rows or 1, n_components).
 
-    Only the lower triangle is filled in (it is all :func:`_cholesky` reads).
+    Only the lower triangle is filled in (it is all :func:`_cholesky` reads),
+    into the leading block of ``out`` when given.
     """
     n_features = kernel.n_features
     m = missing.shape[1]
     rows, cols = np.tril_indices(m)
     flat = kernel.precisions.reshape(kernel.n_components, -1).T
-    block = np.empty((m, m, len(missing), kernel.n_components))
-    block[rows, cols] = np.take(flat, missing.T[rows] * n_features + missing.T[cols], axis=0)
-    return block
+    if out is None:
+        out = np.empty((m, m, len(missing), kernel.n_components))
+    out[rows, cols] = np.take(flat, missing.T[rows] * n_features + missing.T[cols], axis=0)
+    return out
 
 
 def _gather_gradient(gradient: np.ndarray, missing: np.ndarray) -> np.ndarray:
@@ -386,8 +396,9 @@ def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _F
         z = _solve_lower(cholesky, g_m)
         correction = np.sum(z**2, axis=0)
     else:  # a pattern per row: factor [[P_mm, g_m], [g_m^T, 0]] row by row
-        bordered = np.empty((m + 1, m + 1, n_rows, kernel.n_components))
-        bordered[:m, :m] = _missing_block(kernel, missing)
+        bordered = _missing_block(
+            kernel, missing, out=np.empty((m + 1, m + 1, n_rows, kernel.n_components))
+        )
         bordered[m, :m] = g_m
         bordered[m, m] = 0.0
         factor = _cholesky(bordered, m)
