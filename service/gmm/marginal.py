@@ -40,8 +40,10 @@ missing features), :func:`impute` (its mean and standard deviation) and
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import logsumexp
@@ -63,9 +65,11 @@ __all__ = [
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2PI_E = _LOG_2PI + 1.0
 # A pattern is factored once for all its rows when it has at least this many
-# rows and rows * m^2 reaches _SHARED_WORK (see _group_rows).
-_MIN_SHARED_ROWS = 32
+# rows and rows * (64 + m^3) reaches _SHARED_WORK (see _group_rows); the
+# marginal kernels of so many patterns are kept per model.
+_MIN_SHARED_ROWS = 16
 _SHARED_WORK = 1 << 14
+_MARGINALS_KEPT = 256
 # Rows per block: about this many float64 values in each (n_components, rows,
 # n_features) temporary.
 _BLOCK_VALUES = 1 << 19
@@ -122,8 +126,10 @@ class MissingDataKernel:
     gradient : ndarray of shape (n_features + 1, n_features * n_components)
         ``[x, 1] @ gradient``, reshaped to (n_features, n_components), is
         ``P_k (x - mu_k)`` for every component.
+    weights : ndarray of shape (n_components,)
     """
 
+    weights: np.ndarray
     log_weights: np.ndarray
     means: np.ndarray
     precisions: np.ndarray
@@ -131,6 +137,10 @@ class MissingDataKernel:
     scoring: ScoringKernel
     fill: np.ndarray
     gradient: np.ndarray
+    _marginals: OrderedDict[bytes, ScoringKernel] = field(
+        default_factory=OrderedDict, repr=False, compare=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -154,6 +164,7 @@ class MissingDataKernel:
             [precisions.transpose(1, 2, 0).reshape(n_features, -1), -shift.T.reshape(1, -1)]
         )
         return cls(
+            weights=np.asarray(weights, dtype=np.float64),
             log_weights=log_weights,
             means=np.ascontiguousarray(means, dtype=np.float64),
             precisions=precisions,
@@ -170,6 +181,45 @@ class MissingDataKernel:
     @property
     def n_features(self) -> int:
         return int(self.means.shape[1])
+
+    def marginal(self, missing: np.ndarray) -> ScoringKernel:
+        """The complete-row kernel of the marginal mixture over the features not in ``missing``.
+
+        Built from the marginal precisions ``P_oo - P_om P_mm^-1 P_mo`` (the
+        inverses of ``S_k,oo``) and kept for the last :data:`_MARGINALS_KEPT`
+        patterns asked for.
+
+        Parameters
+        ----------
+        missing : ndarray of int, shape (m,)
+            The missing features, in increasing order; at least one feature stays.
+        """
+        key = np.asarray(missing, dtype=np.intp).tobytes()
+        with self._lock:
+            if key in self._marginals:
+                self._marginals.move_to_end(key)
+                return self._marginals[key]
+        observed = np.setdiff1d(np.arange(self.n_features), missing)
+        precisions = self.precisions[:, observed[:, None], observed]
+        if len(missing):
+            factor = np.linalg.cholesky(self.precisions[:, missing[:, None], missing])
+            w = np.linalg.solve(factor, self.precisions[:, missing[:, None], observed])
+            precisions = precisions - np.transpose(w, (0, 2, 1)) @ w
+        try:
+            precisions_cholesky = np.linalg.cholesky(precisions)
+        except np.linalg.LinAlgError:
+            raise NumericalError(
+                "a marginal of the model is not positive definite; "
+                "the model's covariances are too ill-conditioned"
+            ) from None
+        marginal = ScoringKernel.build(
+            self.weights, self.means[:, observed], precisions_cholesky, "full"
+        )
+        with self._lock:
+            self._marginals[key] = marginal
+            while len(self._marginals) > _MARGINALS_KEPT:
+                self._marginals.popitem(last=False)
+        return marginal
 
 
 # --- small linear algebra, vectorised over a batch ------------------------------
@@ -281,8 +331,9 @@ def _group_rows(missing: np.ndarray, block: int) -> list[_Group]:
     """Groups of rows with the same number of missing features, or the same pattern.
 
     A pattern is factored once for all its rows when it is common enough to
-    pay for a pass of its own: ``count * m^2 >= _SHARED_WORK`` (a block of
-    ``m`` missing features costs about ``m^3`` per row to factor row by row).
+    pay for its own factorisation (about 200 us, the time of a few hundred
+    rows factored one by one, each costing about ``64 + m^3``):
+    ``count * (64 + m^3) >= _SHARED_WORK``.
     """
     n_missing = np.count_nonzero(missing, axis=1)
     codes = _pattern_codes(missing)
@@ -290,7 +341,7 @@ def _group_rows(missing: np.ndarray, block: int) -> list[_Group]:
     starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]])
     counts = np.diff(np.r_[starts, len(order)])
     m = n_missing[order[starts]]
-    shared = (m == 0) | ((counts >= _MIN_SHARED_ROWS) & (counts * m**2 >= _SHARED_WORK))
+    shared = (m == 0) | ((counts >= _MIN_SHARED_ROWS) & (counts * (64 + m**3) >= _SHARED_WORK))
     groups = []
     for start, count in zip(starts[shared], counts[shared], strict=True):
         rows = np.sort(order[start : start + count])
@@ -436,6 +487,9 @@ def marginal_weighted_log_prob(
     def one_group(group: _Group) -> np.ndarray:
         if group.missing.shape[1] == 0:
             return weighted_log_prob(X[group.rows], kernel.scoring)
+        if len(group.missing) == 1:  # one pattern: the marginal mixture's own kernel
+            observed = ~missing[group.rows[0]]
+            return weighted_log_prob(X[group.rows][:, observed], kernel.marginal(group.missing[0]))
         return _factor(kernel, X[group.rows], group.missing).log_prob
 
     groups = _group_rows(missing, _block_rows(kernel))
