@@ -15,22 +15,26 @@ with ``w_k(x_o)`` proportional to ``pi_k N(x_o | mu_ko, S_k,oo)``.
 
 Everything here is computed from the precision matrices ``P_k = U_k U_k^T``
 and only their *missing* block ``P_k,mm``, which is small when few features
-are missing. With ``d = x - mu_k`` set to zero on the missing features and
-``g = P_k d``:
+are missing. Fill the missing values with anything (here the mixture's mean),
+and let ``d = x - mu_k`` and ``g = P_k d``; then
 
+* the marginal quadratic form is ``d_o^T S_k,oo^-1 d_o = d^T g - g_m^T P_k,mm^-1 g_m``
+  (the fill cancels out), and ``d^T g`` is what the complete-row kernel computes;
+* ``log det S_k,oo = log det P_k,mm - 2 log det U_k``;
 * the conditional covariance is ``P_k,mm^-1`` and the conditional mean is
-  ``mu_km - P_k,mm^-1 g_m`` (both equal to the Schur-complement formulas above);
-* the marginal quadratic form is ``d_o^T S_k,oo^-1 d_o = d^T g - g_m^T P_k,mm^-1 g_m``;
-* ``log det S_k,oo = log det P_k,mm - 2 log det U_k``.
+  ``x_m - P_k,mm^-1 g_m`` (both equal to the Schur-complement formulas above).
 
-So each row costs one product with the precision matrices and one Cholesky
-factorisation of an ``m x m`` block per component. Rows are grouped: rows
-whose missingness pattern is shared by many rows factor ``P_k,mm`` once for
-the pattern; the other rows are grouped by their number of missing features
-and factored all at once by a Cholesky loop vectorised over rows and
-components (a batch where every row has its own pattern costs about what a
-batch of shared patterns costs). Complete rows keep the chunked
-:class:`~.kernels.ScoringKernel`.
+So a row costs the complete-row kernel, one product with the precision
+matrices and one Cholesky factorisation of an ``m x m`` block per component.
+Rows are grouped by missingness pattern. A pattern shared by enough rows is
+factored once: for scoring it gets the marginal mixture's own
+:class:`~.kernels.ScoringKernel` (from the marginal precisions
+``P_oo - P_om P_mm^-1 P_mo``, cached per model), so those rows cost what
+complete rows cost. The other rows are grouped by their number of missing
+features and factored together by a Cholesky loop vectorised over rows and
+components, so a batch in which every row has its own pattern costs a few
+times a batch of complete rows, not a factorisation per row in Python.
+Complete rows keep the chunked :class:`~.kernels.ScoringKernel` untouched.
 
 The same factors give :func:`condition` (the conditional mixture of the
 missing features), :func:`impute` (its mean and standard deviation) and
@@ -72,7 +76,7 @@ _SHARED_WORK = 1 << 14
 _MARGINALS_KEPT = 256
 # Rows per block: about this many float64 values in each (n_components, rows,
 # n_features) temporary.
-_BLOCK_VALUES = 1 << 19
+_BLOCK_VALUES = 1 << 17
 
 
 # --- dense precision matrices, per covariance type --------------------------------
@@ -111,7 +115,7 @@ class MissingDataKernel:
 
     Attributes
     ----------
-    log_weights : ndarray of shape (n_components,)
+    weights, log_weights : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_features)
     precisions : ndarray of shape (n_components, n_features, n_features)
         ``P_k = U_k U_k^T`` for every covariance type.
@@ -126,7 +130,6 @@ class MissingDataKernel:
     gradient : ndarray of shape (n_features + 1, n_features * n_components)
         ``[x, 1] @ gradient``, reshaped to (n_features, n_components), is
         ``P_k (x - mu_k)`` for every component.
-    weights : ndarray of shape (n_components,)
     """
 
     weights: np.ndarray

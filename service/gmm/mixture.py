@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,35 +138,35 @@ class MixtureParameters:
         """Free parameters, as scikit-learn counts them for BIC and AIC."""
         return n_parameters(self.n_components, self.n_features, self.covariance_type)
 
+    def _built_once(self, name: str, build: Callable[[], object]):
+        """The cached attribute ``name``, built by ``build()`` on first use."""
+        if getattr(self, name) is None:
+            object.__setattr__(self, name, build())
+        return getattr(self, name)
+
     @property
     def kernel(self) -> ScoringKernel:
         """The float64 scoring kernel, built once."""
-        if self._kernel is None:
-            object.__setattr__(
-                self,
-                "_kernel",
-                ScoringKernel.build(
-                    self.weights, self.means, self.precisions_cholesky, self.covariance_type
-                ),
-            )
-        return self._kernel  # type: ignore[return-value]
+        return self._built_once(
+            "_kernel",
+            lambda: ScoringKernel.build(
+                self.weights, self.means, self.precisions_cholesky, self.covariance_type
+            ),
+        )
 
     @property
     def missing_kernel(self) -> MissingDataKernel:
         """The layout for rows with missing features, built once."""
-        if self._missing_kernel is None:
-            object.__setattr__(
-                self,
-                "_missing_kernel",
-                MissingDataKernel.build(
-                    self.weights,
-                    self.means,
-                    self.precisions_cholesky,
-                    self.covariance_type,
-                    self.kernel,
-                ),
-            )
-        return self._missing_kernel  # type: ignore[return-value]
+        return self._built_once(
+            "_missing_kernel",
+            lambda: MissingDataKernel.build(
+                self.weights,
+                self.means,
+                self.precisions_cholesky,
+                self.covariance_type,
+                self.kernel,
+            ),
+        )
 
     # --- probabilities ------------------------------------------------------------
 
