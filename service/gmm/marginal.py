@@ -19,13 +19,14 @@ are missing. Fill the missing values with anything (here the mixture's mean),
 and let ``d = x - mu_k`` and ``g = P_k d``; then
 
 * the marginal quadratic form is ``d_o^T S_k,oo^-1 d_o = d^T g - g_m^T P_k,mm^-1 g_m``
-  (the fill cancels out), and ``d^T g`` is what the complete-row kernel computes;
+  (the fill cancels out);
 * ``log det S_k,oo = log det P_k,mm - 2 log det U_k``;
 * the conditional covariance is ``P_k,mm^-1`` and the conditional mean is
   ``x_m - P_k,mm^-1 g_m`` (both equal to the Schur-complement formulas above).
 
-So a row costs the complete-row kernel, one product with the precision
-matrices and one Cholesky factorisation of an ``m x m`` block per component.
+So a row costs one product with the precision matrices (``g`` for every
+component at once, one matrix product for a block of rows) and one Cholesky
+factorisation of an ``m x m`` block per component.
 Rows are grouped by missingness pattern. A pattern shared by enough rows is
 factored once: for scoring it gets the marginal mixture's own
 :class:`~.kernels.ScoringKernel` (from the marginal precisions
@@ -122,14 +123,15 @@ class MissingDataKernel:
     log_det : ndarray of shape (n_components,)
         ``log det U_k`` (half the log-determinant of ``P_k``).
     scoring : ScoringKernel
-        The complete-row kernel: it also scores rows whose missing values
-        were filled in, which the missing-feature correction starts from.
+        The complete-row kernel.
     fill : ndarray of shape (n_features,)
-        The mixture's mean, put in place of missing values (any value gives
-        the same answers; one near the data keeps the arithmetic accurate).
-    gradient : ndarray of shape (n_features + 1, n_features * n_components)
-        ``[x, 1] @ gradient``, reshaped to (n_features, n_components), is
-        ``P_k (x - mu_k)`` for every component.
+        The mixture's mean ``c``, put in place of missing values (any value
+        gives the same answers); rows are centred on it, which keeps the
+        expanded quadratic forms accurate.
+    gradient : ndarray of shape (n_features + 1, (n_features + 1) * n_components)
+        ``[x - c, 1] @ gradient`` holds, for every component, ``g = P_k (x - mu_k)``
+        (the first ``n_features * n_components`` columns, as (n_features,
+        n_components)) and ``(mu_k - c)^T g`` (the last ``n_components``).
     """
 
     weights: np.ndarray
@@ -162,9 +164,14 @@ class MissingDataKernel:
         precisions = np.ascontiguousarray(
             _DENSE_PRECISIONS[covariance_type](precisions_cholesky, n_components, n_features)
         )
-        shift = np.einsum("kde,ke->kd", precisions, means)
-        gradient = np.vstack(
-            [precisions.transpose(1, 2, 0).reshape(n_features, -1), -shift.T.reshape(1, -1)]
+        fill = weights @ means / np.sum(weights)
+        centred = means - fill
+        shift = np.einsum("kde,ke->kd", precisions, centred)
+        gradient = np.block(
+            [
+                [precisions.transpose(1, 2, 0).reshape(n_features, -1), shift.T],
+                [-shift.T.reshape(1, -1), -np.einsum("kd,kd->k", centred, shift)[None, :]],
+            ]
         )
         return cls(
             weights=np.asarray(weights, dtype=np.float64),
@@ -173,7 +180,7 @@ class MissingDataKernel:
             precisions=precisions,
             log_det=np.broadcast_to(log_det, (n_components,)).astype(np.float64),
             scoring=scoring,
-            fill=weights @ means / np.sum(weights),
+            fill=fill,
             gradient=np.ascontiguousarray(gradient),
         )
 
@@ -392,7 +399,6 @@ class _Factors:
 
     Attributes
     ----------
-    filled : ndarray of shape (n_rows, n_features)
     log_prob : ndarray of shape (n_components, n_rows)
         ``log pi_k + log N(x_o | mu_ko, S_k,oo)``.
     gradient : ndarray of shape (n_rows, n_features, n_components)
@@ -403,7 +409,6 @@ class _Factors:
         ``cholesky^-1 g_m``.
     """
 
-    filled: np.ndarray
     log_prob: np.ndarray
     gradient: np.ndarray
     cholesky: np.ndarray
@@ -439,11 +444,16 @@ def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _F
     """Factor one group: ``x`` (n_rows, n_features) with NaN, ``missing`` as in :class:`_Group`."""
     n_rows, n_features = x.shape
     m = missing.shape[1]
-    filled = np.where(np.isnan(x), kernel.fill, x)
-    log_prob = weighted_log_prob(filled, kernel.scoring)
-    gradient = (np.hstack([filled, np.ones((n_rows, 1))]) @ kernel.gradient).reshape(
-        n_rows, n_features, kernel.n_components
-    )
+    n_components = kernel.n_components
+    centred = np.subtract(x, kernel.fill)
+    centred[np.isnan(centred)] = 0.0  # the fill
+    products = np.hstack([centred, np.ones((n_rows, 1))]) @ kernel.gradient
+    gradient = products[:, : n_features * n_components].reshape(n_rows, n_features, n_components)
+    # d^T g = (x - c)^T g - (mu_k - c)^T g
+    quadratic = np.matmul(centred[:, None, :], gradient)[:, 0, :] - products[:, -n_components:]
+    log_prob = (
+        kernel.log_weights + kernel.log_det - 0.5 * n_features * _LOG_2PI - 0.5 * quadratic
+    ).T
     g_m = _gather_gradient(gradient, np.broadcast_to(missing, (n_rows, m)))
     if len(missing) == 1:  # one pattern: factor P_mm once, then solve for every row
         cholesky = _cholesky(_missing_block(kernel, missing), m)
@@ -459,7 +469,7 @@ def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _F
         cholesky, z, correction = factor[:m, :m], factor[m, :m], -factor[m, m]
     log_det_mm = np.sum(np.log(np.diagonal(cholesky, axis1=0, axis2=1)), axis=-1)
     log_prob += (0.5 * m * _LOG_2PI - log_det_mm + 0.5 * correction).T
-    return _Factors(filled, log_prob, gradient, cholesky, z)
+    return _Factors(log_prob, gradient, cholesky, z)
 
 
 # --- scoring --------------------------------------------------------------------
@@ -541,11 +551,10 @@ def _conditional_moments(
     Schur-complement formula rewritten with the precision matrix.
     """
     factors = _factor(kernel, x, missing)
-    n_rows, m = len(x), missing.shape[1]
+    m = missing.shape[1]
     _, weights = _normalize(factors.log_prob)
     shift = _solve_upper(factors.cholesky, factors.z)
-    filled_m = np.take_along_axis(factors.filled, np.broadcast_to(missing, (n_rows, m)), axis=1)
-    means = filled_m[:, None, :] - shift.transpose(1, 2, 0)
+    means = kernel.fill[missing][:, None, :] - shift.transpose(1, 2, 0)
     inverse = _solve_lower(factors.cholesky, np.eye(m).reshape(m, m, 1, 1))
     covariances = np.einsum("pink,pjnk->nkij", inverse, inverse)
     return weights, means, covariances
