@@ -33,8 +33,10 @@ factored once: for scoring it gets the marginal mixture's own
 ``P_oo - P_om P_mm^-1 P_mo``, cached per model), so those rows cost what
 complete rows cost. The other rows are grouped by their number of missing
 features and factored together by a Cholesky loop vectorised over rows and
-components, so a batch in which every row has its own pattern costs a few
-times a batch of complete rows, not a factorisation per row in Python.
+components (from ``S_k,oo`` instead, the same way, for rows that miss at
+least half their features), so a batch in which every row has its own
+pattern costs a few times a batch of complete rows, not a factorisation per
+row in Python.
 Complete rows keep the chunked :class:`~.kernels.ScoringKernel` untouched.
 
 The same factors give :func:`condition` (the conditional mixture of the
@@ -80,29 +82,29 @@ _MARGINALS_KEPT = 256
 _BLOCK_VALUES = 1 << 17
 
 
-# --- dense precision matrices, per covariance type --------------------------------
+# --- dense matrices, per covariance type -------------------------------------------
+#
+# Covariances, or precision Cholesky factors, in scikit-learn's layout for the
+# covariance type, as an (n_components, n_features, n_features) array.
 
 
-def _dense_full(precisions_cholesky: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
-    return precisions_cholesky @ np.transpose(precisions_cholesky, (0, 2, 1))
+def _dense_full(matrices: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+    return matrices
 
 
-def _dense_tied(precisions_cholesky: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
-    precision = precisions_cholesky @ precisions_cholesky.T
-    return np.broadcast_to(precision, (n_components, n_features, n_features))
+def _dense_tied(matrices: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+    return np.broadcast_to(matrices, (n_components, n_features, n_features))
 
 
-def _dense_diag(precisions_cholesky: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
-    return (precisions_cholesky**2)[:, :, None] * np.eye(n_features)
+def _dense_diag(matrices: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+    return matrices[:, :, None] * np.eye(n_features)
 
 
-def _dense_spherical(
-    precisions_cholesky: np.ndarray, n_components: int, n_features: int
-) -> np.ndarray:
-    return (precisions_cholesky**2)[:, None, None] * np.eye(n_features)
+def _dense_spherical(matrices: np.ndarray, n_components: int, n_features: int) -> np.ndarray:
+    return matrices[:, None, None] * np.eye(n_features)
 
 
-_DENSE_PRECISIONS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+_DENSE: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "full": _dense_full,
     "tied": _dense_tied,
     "diag": _dense_diag,
@@ -120,6 +122,8 @@ class MissingDataKernel:
     means : ndarray of shape (n_components, n_features)
     precisions : ndarray of shape (n_components, n_features, n_features)
         ``P_k = U_k U_k^T`` for every covariance type.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        ``S_k`` for every covariance type (for rows missing most features).
     log_det : ndarray of shape (n_components,)
         ``log det U_k`` (half the log-determinant of ``P_k``).
     scoring : ScoringKernel
@@ -138,6 +142,7 @@ class MissingDataKernel:
     log_weights: np.ndarray
     means: np.ndarray
     precisions: np.ndarray
+    covariances: np.ndarray
     log_det: np.ndarray
     scoring: ScoringKernel
     fill: np.ndarray
@@ -152,18 +157,19 @@ class MissingDataKernel:
         cls,
         weights: np.ndarray,
         means: np.ndarray,
+        covariances: np.ndarray,
         precisions_cholesky: np.ndarray,
         covariance_type: str,
         scoring: ScoringKernel,
     ) -> MissingDataKernel:
-        """Lay out ``weights``, ``means`` and ``precisions_cholesky`` (shapes as scikit-learn's)."""
+        """Lay out the parameters (shapes as scikit-learn's ``GaussianMixture``)."""
         n_components, n_features = means.shape
         log_det = log_det_cholesky(precisions_cholesky, covariance_type, n_features)
         with np.errstate(divide="ignore"):
             log_weights = np.log(weights)
-        precisions = np.ascontiguousarray(
-            _DENSE_PRECISIONS[covariance_type](precisions_cholesky, n_components, n_features)
-        )
+        dense = _DENSE[covariance_type]
+        factors = dense(precisions_cholesky, n_components, n_features)
+        precisions = np.ascontiguousarray(factors @ np.transpose(factors, (0, 2, 1)))
         fill = weights @ means / np.sum(weights)
         centred = means - fill
         shift = np.einsum("kde,ke->kd", precisions, centred)
@@ -178,6 +184,7 @@ class MissingDataKernel:
             log_weights=log_weights,
             means=np.ascontiguousarray(means, dtype=np.float64),
             precisions=precisions,
+            covariances=np.ascontiguousarray(dense(covariances, n_components, n_features)),
             log_det=np.broadcast_to(log_det, (n_components,)).astype(np.float64),
             scoring=scoring,
             fill=fill,
@@ -415,21 +422,28 @@ class _Factors:
     z: np.ndarray
 
 
-def _missing_block(
-    kernel: MissingDataKernel, missing: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
-    """``P_k,mm`` of each row (or the shared pattern): shape (m, m, n_rows or 1, n_components).
+def _block(matrices: np.ndarray, features: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Each row's block of per-component matrices over its ``features``.
 
-    Only the lower triangle is filled in (it is all :func:`_cholesky` reads),
-    into the leading block of ``out`` when given.
+    Parameters
+    ----------
+    matrices : ndarray of shape (n_components, n_features, n_features)
+    features : ndarray of int, shape (n_rows or 1, m)
+    out : ndarray of shape (p, p, n_rows or 1, n_components), p >= m, optional
+
+    Returns
+    -------
+    block : ndarray of shape (m, m, n_rows or 1, n_components), or ``out``
+        Only the lower triangle is filled in (it is all :func:`_cholesky`
+        reads), into the leading block of ``out`` when given.
     """
-    n_features = kernel.n_features
-    m = missing.shape[1]
+    n_components, n_features, _ = matrices.shape
+    m = features.shape[1]
     rows, cols = np.tril_indices(m)
-    flat = kernel.precisions.reshape(kernel.n_components, -1).T
+    flat = matrices.reshape(n_components, -1).T
     if out is None:
-        out = np.empty((m, m, len(missing), kernel.n_components))
-    out[rows, cols] = np.take(flat, missing.T[rows] * n_features + missing.T[cols], axis=0)
+        out = np.empty((m, m, len(features), n_components))
+    out[rows, cols] = np.take(flat, features.T[rows] * n_features + features.T[cols], axis=0)
     return out
 
 
@@ -456,12 +470,12 @@ def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _F
     ).T
     g_m = _gather_gradient(gradient, np.broadcast_to(missing, (n_rows, m)))
     if len(missing) == 1:  # one pattern: factor P_mm once, then solve for every row
-        cholesky = _cholesky(_missing_block(kernel, missing), m)
+        cholesky = _cholesky(_block(kernel.precisions, missing), m)
         z = _solve_lower(cholesky, g_m)
         correction = np.sum(z**2, axis=0)
     else:  # a pattern per row: factor [[P_mm, g_m], [g_m^T, 0]] row by row
-        bordered = _missing_block(
-            kernel, missing, out=np.empty((m + 1, m + 1, n_rows, kernel.n_components))
+        bordered = _block(
+            kernel.precisions, missing, out=np.empty((m + 1, m + 1, n_rows, n_components))
         )
         bordered[m, :m] = g_m
         bordered[m, m] = 0.0
@@ -470,6 +484,36 @@ def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _F
     log_det_mm = np.sum(np.log(np.diagonal(cholesky, axis1=0, axis2=1)), axis=-1)
     log_prob += (0.5 * m * _LOG_2PI - log_det_mm + 0.5 * correction).T
     return _Factors(log_prob, gradient, cholesky, z)
+
+
+def _observed_log_prob(
+    kernel: MissingDataKernel, x: np.ndarray, observed: np.ndarray
+) -> np.ndarray:
+    """``log pi_k + log N(x_o | mu_ko, S_k,oo)`` from ``S_k,oo`` itself.
+
+    For rows that miss most features, where ``S_k,oo`` is the smaller block:
+    ``[[S_oo, d_o], [d_o^T, 0]]`` is factored row by row, giving
+    ``log det S_oo`` from the pivots and ``-d_o^T S_oo^-1 d_o`` in the corner.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_rows, n_features)
+    observed : ndarray of int, shape (n_rows, o)
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_components, n_rows)
+    """
+    n_rows, o = observed.shape
+    bordered = _block(
+        kernel.covariances, observed, out=np.empty((o + 1, o + 1, n_rows, kernel.n_components))
+    )
+    bordered[o, :o] = np.take_along_axis(x, observed, axis=1).T[:, :, None]
+    bordered[o, :o] -= kernel.means.T[observed.T]
+    bordered[o, o] = 0.0
+    factor = _cholesky(bordered, o)
+    half_log_det = np.sum(np.log(np.diagonal(factor[:o, :o], axis1=0, axis2=1)), axis=-1)
+    return (kernel.log_weights - 0.5 * o * _LOG_2PI - half_log_det + 0.5 * factor[o, o]).T
 
 
 # --- scoring --------------------------------------------------------------------
@@ -503,6 +547,9 @@ def marginal_weighted_log_prob(
         if len(group.missing) == 1:  # one pattern: the marginal mixture's own kernel
             observed = ~missing[group.rows[0]]
             return weighted_log_prob(X[group.rows][:, observed], kernel.marginal(group.missing[0]))
+        if 2 * group.missing.shape[1] >= kernel.n_features:  # most features missing
+            observed = np.nonzero(~missing[group.rows])[1].reshape(len(group.rows), -1)
+            return _observed_log_prob(kernel, X[group.rows], observed)
         return _factor(kernel, X[group.rows], group.missing).log_prob
 
     groups = _group_rows(missing, _block_rows(kernel))

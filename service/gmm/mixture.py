@@ -162,6 +162,7 @@ class MixtureParameters:
             lambda: MissingDataKernel.build(
                 self.weights,
                 self.means,
+                self.covariances,
                 self.precisions_cholesky,
                 self.covariance_type,
                 self.kernel,
