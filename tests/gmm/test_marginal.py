@@ -5,7 +5,7 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from service.gmm import COVARIANCE_TYPES, InvalidDataError
+from service.gmm import COVARIANCE_TYPES, InvalidDataError, marginal
 
 from .conftest import dense_covariances, random_mixture, rows_with_missing
 
@@ -84,3 +84,17 @@ def test_every_missing_feature_count_scores_exactly():
         X[i, np.random.default_rng(i).permutation(12)[:i]] = np.nan
     expected = [logsumexp(marginal_log_prob(mixture, x)) for x in X]
     np.testing.assert_allclose(mixture.score_samples(X), expected, rtol=RTOL)
+
+
+def test_a_model_keeps_the_marginal_kernels_of_a_bounded_number_of_patterns(monkeypatch):
+    monkeypatch.setattr(marginal, "_MARGINALS_KEPT", 3)
+    monkeypatch.setattr(marginal, "_MIN_SHARED_ROWS", 2)
+    monkeypatch.setattr(marginal, "_SHARED_WORK", 0)
+    mixture = random_mixture("full", n_features=6, n_components=2, seed=7)
+    X = mixture.sample(40, random_state=8)[0]
+    for feature in range(6):  # six patterns of 40 rows, one after another
+        hidden = X.copy()
+        hidden[:, feature] = np.nan
+        expected = [logsumexp(marginal_log_prob(mixture, x)) for x in hidden]
+        np.testing.assert_allclose(mixture.score_samples(hidden), expected, rtol=RTOL)
+    assert len(mixture.missing_kernel._marginals) == 3
