@@ -29,8 +29,8 @@ component at once, one matrix product for a block of rows) and one Cholesky
 factorisation of an ``m x m`` block per component.
 Rows are grouped by missingness pattern. A pattern shared by enough rows is
 factored once: for scoring it gets the marginal mixture's own
-:class:`~.kernels.ScoringKernel` (from the marginal precisions
-``P_oo - P_om P_mm^-1 P_mo``, cached per model), so those rows cost what
+:class:`~.kernels.ScoringKernel` (from the covariance blocks
+``S_k,oo``, cached per model), so those rows cost what
 complete rows cost. The other rows are grouped by their number of missing
 features and factored together by a Cholesky loop vectorised over rows and
 components (from ``S_k,oo`` instead, the same way, for rows that miss at
@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
-from .covariance import log_det_cholesky
+from .covariance import log_det_cholesky, precisions_cholesky_from_covariances
 from .errors import InvalidParameterError, NumericalError
 from .kernels import ScoringKernel, map_chunks, weighted_log_prob
 
@@ -202,9 +202,8 @@ class MissingDataKernel:
     def marginal(self, missing: np.ndarray) -> ScoringKernel:
         """The complete-row kernel of the marginal mixture over the features not in ``missing``.
 
-        Built from the marginal precisions ``P_oo - P_om P_mm^-1 P_mo`` (the
-        inverses of ``S_k,oo``) and kept for the last :data:`_MARGINALS_KEPT`
-        patterns asked for.
+        Built from the covariance blocks ``S_k,oo`` and kept for the last
+        :data:`_MARGINALS_KEPT` patterns asked for.
 
         Parameters
         ----------
@@ -217,18 +216,9 @@ class MissingDataKernel:
                 self._marginals.move_to_end(key)
                 return self._marginals[key]
         observed = np.setdiff1d(np.arange(self.n_features), missing)
-        precisions = self.precisions[:, observed[:, None], observed]
-        if len(missing):
-            factor = np.linalg.cholesky(self.precisions[:, missing[:, None], missing])
-            w = np.linalg.solve(factor, self.precisions[:, missing[:, None], observed])
-            precisions = precisions - np.transpose(w, (0, 2, 1)) @ w
-        try:
-            precisions_cholesky = np.linalg.cholesky(precisions)
-        except np.linalg.LinAlgError:
-            raise NumericalError(
-                "a marginal of the model is not positive definite; "
-                "the model's covariances are too ill-conditioned"
-            ) from None
+        precisions_cholesky = precisions_cholesky_from_covariances(
+            self.covariances[:, observed[:, None], observed], "full"
+        )
         marginal = ScoringKernel.build(
             self.weights, self.means[:, observed], precisions_cholesky, "full"
         )
