@@ -237,7 +237,7 @@ class MissingDataKernel:
 # (m, m, 1, K) serves every row of a shared pattern.
 
 
-def _cholesky(A: np.ndarray, n_pivots: int) -> np.ndarray:
+def _cholesky(A: np.ndarray, n_pivots: int, *, overwrite: bool = False) -> np.ndarray:
     """Cholesky factorisation of the leading ``n_pivots`` pivots of a batch of SPD matrices.
 
     Parameters
@@ -245,6 +245,8 @@ def _cholesky(A: np.ndarray, n_pivots: int) -> np.ndarray:
     A : ndarray of shape (p, p, *batch)
     n_pivots : int
         At most ``p``.
+    overwrite : bool
+        Factor ``A`` in place (it is then the returned array).
 
     Returns
     -------
@@ -255,7 +257,7 @@ def _cholesky(A: np.ndarray, n_pivots: int) -> np.ndarray:
         the lower triangle of ``A`` is read; entries above the diagonal are
         left as they were.
     """
-    factor = A.copy()
+    factor = A if overwrite else A.copy()
     scratch = np.empty(factor.shape[1:])
     for j in range(n_pivots):
         pivot = factor[j, j]
@@ -460,7 +462,7 @@ def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _F
     ).T
     g_m = _gather_gradient(gradient, np.broadcast_to(missing, (n_rows, m)))
     if len(missing) == 1:  # one pattern: factor P_mm once, then solve for every row
-        cholesky = _cholesky(_block(kernel.precisions, missing), m)
+        cholesky = _cholesky(_block(kernel.precisions, missing), m, overwrite=True)
         z = _solve_lower(cholesky, g_m)
         correction = np.sum(z**2, axis=0)
     else:  # a pattern per row: factor [[P_mm, g_m], [g_m^T, 0]] row by row
@@ -469,7 +471,7 @@ def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _F
         )
         bordered[m, :m] = g_m
         bordered[m, m] = 0.0
-        factor = _cholesky(bordered, m)
+        factor = _cholesky(bordered, m, overwrite=True)
         cholesky, z, correction = factor[:m, :m], factor[m, :m], -factor[m, m]
     log_det_mm = np.sum(np.log(np.diagonal(cholesky, axis1=0, axis2=1)), axis=-1)
     log_prob += (0.5 * m * _LOG_2PI - log_det_mm + 0.5 * correction).T
@@ -501,7 +503,7 @@ def _observed_log_prob(
     bordered[o, :o] = np.take_along_axis(x, observed, axis=1).T[:, :, None]
     bordered[o, :o] -= kernel.means.T[observed.T]
     bordered[o, o] = 0.0
-    factor = _cholesky(bordered, o)
+    factor = _cholesky(bordered, o, overwrite=True)
     half_log_det = np.sum(np.log(np.diagonal(factor[:o, :o], axis1=0, axis2=1)), axis=-1)
     return (kernel.log_weights - 0.5 * o * _LOG_2PI - half_log_det + 0.5 * factor[o, o]).T
 
