@@ -259,19 +259,32 @@ def _cholesky(A: np.ndarray, n_pivots: int, *, overwrite: bool = False) -> np.nd
     """
     factor = A if overwrite else A.copy()
     scratch = np.empty(factor.shape[1:])
-    for j in range(n_pivots):
-        pivot = factor[j, j]
-        if not np.all(pivot > 0.0):
-            raise NumericalError(
-                "a missing-feature block of a precision matrix is not positive definite; "
-                "the model's covariances are too ill-conditioned"
-            )
-        np.sqrt(pivot, out=pivot)
-        factor[j + 1 :, j] /= pivot
-        for i in range(j + 1, len(factor)):  # the lower triangle only, in place
-            update = np.multiply(factor[i, j], factor[j + 1 : i + 1, j], out=scratch[: i - j])
-            np.subtract(factor[i, j + 1 : i + 1], update, out=factor[i, j + 1 : i + 1])
+    with np.errstate(invalid="ignore", divide="ignore"):  # checked once, at the end
+        for j in range(n_pivots):
+            pivot = np.sqrt(factor[j, j], out=factor[j, j])
+            factor[j + 1 :, j] /= pivot
+            for i in range(j + 1, len(factor)):  # the lower triangle only, in place
+                update = np.multiply(factor[i, j], factor[j + 1 : i + 1, j], out=scratch[: i - j])
+                np.subtract(factor[i, j + 1 : i + 1], update, out=factor[i, j + 1 : i + 1])
+    if not np.all(np.diagonal(factor[:n_pivots, :n_pivots], axis1=0, axis2=1) > 0.0):
+        raise NumericalError(
+            "a block of a covariance or precision matrix is not positive definite; "
+            "the model's covariances are too ill-conditioned"
+        )
     return factor
+
+
+def _half_log_det(cholesky: np.ndarray) -> np.ndarray:
+    """``sum_j log L_jj`` of a batch of Cholesky factors (m, m, *batch): shape batch.
+
+    One logarithm of the product of the pivots, unless that product leaves
+    the floating-point range.
+    """
+    diagonal = np.diagonal(cholesky, axis1=0, axis2=1)
+    product = np.prod(diagonal, axis=-1)
+    if np.all(np.isfinite(product) & (product > 0.0)):
+        return np.log(product)
+    return np.sum(np.log(diagonal), axis=-1)
 
 
 def _expand(L: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -473,7 +486,7 @@ def _factor(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> _F
         bordered[m, m] = 0.0
         factor = _cholesky(bordered, m, overwrite=True)
         cholesky, z, correction = factor[:m, :m], factor[m, :m], -factor[m, m]
-    log_det_mm = np.sum(np.log(np.diagonal(cholesky, axis1=0, axis2=1)), axis=-1)
+    log_det_mm = _half_log_det(cholesky)
     log_prob += (0.5 * m * _LOG_2PI - log_det_mm + 0.5 * correction).T
     return _Factors(log_prob, gradient, cholesky, z)
 
@@ -504,7 +517,7 @@ def _observed_log_prob(
     bordered[o, :o] -= kernel.means.T[observed.T]
     bordered[o, o] = 0.0
     factor = _cholesky(bordered, o, overwrite=True)
-    half_log_det = np.sum(np.log(np.diagonal(factor[:o, :o], axis1=0, axis2=1)), axis=-1)
+    half_log_det = _half_log_det(factor[:o, :o])
     return (kernel.log_weights - 0.5 * o * _LOG_2PI - half_log_det + 0.5 * factor[o, o]).T
 
 
