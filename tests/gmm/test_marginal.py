@@ -98,3 +98,21 @@ def test_a_model_keeps_the_marginal_kernels_of_a_bounded_number_of_patterns(monk
         expected = [logsumexp(marginal_log_prob(mixture, x)) for x in hidden]
         np.testing.assert_allclose(mixture.score_samples(hidden), expected, rtol=RTOL)
     assert len(mixture.missing_kernel._marginals) == 3
+
+
+@pytest.mark.parametrize("scale", [1e-90, 1e90])
+def test_log_density_changes_by_the_jacobian_when_units_change_even_at_extreme_scales(
+    grouping, scale
+):
+    """log p(s x_o) = log p(x_o) - n_o log s, with pivot products far outside the float range."""
+    mixture = random_mixture("full", n_features=6, n_components=3, seed=1)
+    rescaled = type(mixture).from_covariances(
+        mixture.weights, mixture.means * scale, mixture.covariances * scale**2
+    )
+    X = rows_with_missing(mixture)
+    n_observed = np.sum(~np.isnan(X), axis=1)
+    np.testing.assert_allclose(
+        rescaled.score_samples(X * scale),
+        mixture.score_samples(X) - n_observed * np.log(scale),
+        rtol=RTOL,
+    )
