@@ -39,6 +39,12 @@ pattern costs a few times a batch of complete rows, not a factorisation per
 row in Python.
 Complete rows keep the chunked :class:`~.kernels.ScoringKernel` untouched.
 
+For ``diag`` and ``spherical`` mixtures the features are independent within a
+component, so none of this is needed: a missing feature's term is left out of
+each component's log-density (the row scored with zeros in its place, less
+what the zeros added), and each component's conditional of the missing
+features is its own marginal. No ``(n_features, n_features)`` matrix is built.
+
 The same factors give :func:`condition` (the conditional mixture of the
 missing features), :func:`impute` (its mean and standard deviation) and
 :func:`explain` (each feature's conditional surprise given the others).
@@ -57,7 +63,7 @@ from scipy.special import logsumexp
 
 from .covariance import log_det_cholesky, precisions_cholesky_from_covariances
 from .errors import InvalidParameterError, NumericalError
-from .kernels import ScoringKernel, map_chunks, weighted_log_prob
+from .kernels import ScoringKernel, chunk_rows, map_chunks, weighted_log_prob
 
 __all__ = [
     "ConditionalMixture",
@@ -77,6 +83,9 @@ _LOG_2PI_E = _LOG_2PI + 1.0
 _MIN_SHARED_ROWS = 16
 _SHARED_WORK = 1 << 14
 _MARGINALS_KEPT = 256
+# Covariance types whose components make the features independent: a marginal
+# just leaves out the missing features' terms.
+_INDEPENDENT = ("diag", "spherical")
 # Rows per block: about this many float64 values in each (n_components, rows,
 # n_features) temporary.
 _BLOCK_VALUES = 1 << 17
@@ -118,12 +127,19 @@ class MissingDataKernel:
 
     Attributes
     ----------
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
     weights, log_weights : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_features)
-    precisions : ndarray of shape (n_components, n_features, n_features)
-        ``P_k = U_k U_k^T`` for every covariance type.
-    covariances : ndarray of shape (n_components, n_features, n_features)
-        ``S_k`` for every covariance type (for rows missing most features).
+    precisions : ndarray of shape (n_components, n_features, n_features), or None
+        ``P_k = U_k U_k^T`` (``full`` and ``tied``; None for ``diag`` and
+        ``spherical``, whose features are independent within a component).
+    covariances : ndarray of shape (n_components, n_features, n_features), or None
+        ``S_k`` (``full`` and ``tied``; for rows missing most features).
+    feature_precisions : ndarray of shape (n_components, n_features), or None
+        ``1 / S_k,jj`` (``diag`` and ``spherical``).
+    feature_constants : ndarray of shape (n_features, n_components), or None
+        What feature ``j`` adds to ``log N(x | k)`` when ``x_j = 0``:
+        ``0.5 log(P_kj / 2 pi) - 0.5 P_kj mu_kj^2`` (``diag`` and ``spherical``).
     log_det : ndarray of shape (n_components,)
         ``log det U_k`` (half the log-determinant of ``P_k``).
     scoring : ScoringKernel
@@ -132,21 +148,25 @@ class MissingDataKernel:
         The mixture's mean ``c``, put in place of missing values (any value
         gives the same answers); rows are centred on it, which keeps the
         expanded quadratic forms accurate.
-    gradient : ndarray of shape (n_features + 1, (n_features + 1) * n_components)
+    gradient : ndarray of shape (n_features + 1, (n_features + 1) * n_components), or None
         ``[x - c, 1] @ gradient`` holds, for every component, ``g = P_k (x - mu_k)``
         (the first ``n_features * n_components`` columns, as (n_features,
-        n_components)) and ``(mu_k - c)^T g`` (the last ``n_components``).
+        n_components)) and ``(mu_k - c)^T g`` (the last ``n_components``)
+        (``full`` and ``tied``).
     """
 
+    covariance_type: str
     weights: np.ndarray
     log_weights: np.ndarray
     means: np.ndarray
-    precisions: np.ndarray
-    covariances: np.ndarray
     log_det: np.ndarray
     scoring: ScoringKernel
     fill: np.ndarray
-    gradient: np.ndarray
+    precisions: np.ndarray | None = None
+    covariances: np.ndarray | None = None
+    gradient: np.ndarray | None = None
+    feature_precisions: np.ndarray | None = None
+    feature_constants: np.ndarray | None = None
     _marginals: OrderedDict[bytes, ScoringKernel] = field(
         default_factory=OrderedDict, repr=False, compare=False
     )
@@ -167,10 +187,31 @@ class MissingDataKernel:
         log_det = log_det_cholesky(precisions_cholesky, covariance_type, n_features)
         with np.errstate(divide="ignore"):
             log_weights = np.log(weights)
+        fill = weights @ means / np.sum(weights)
+        common = dict(
+            covariance_type=covariance_type,
+            weights=np.asarray(weights, dtype=np.float64),
+            log_weights=log_weights,
+            means=np.ascontiguousarray(means, dtype=np.float64),
+            log_det=np.broadcast_to(log_det, (n_components,)).astype(np.float64),
+            scoring=scoring,
+            fill=fill,
+        )
+        if covariance_type in _INDEPENDENT:
+            feature_precisions = np.broadcast_to(
+                (precisions_cholesky**2).reshape(n_components, -1), (n_components, n_features)
+            )
+            constants = 0.5 * (
+                np.log(feature_precisions) - _LOG_2PI - feature_precisions * means**2
+            )
+            return cls(
+                **common,
+                feature_precisions=np.ascontiguousarray(feature_precisions),
+                feature_constants=np.ascontiguousarray(constants.T),
+            )
         dense = _DENSE[covariance_type]
         factors = dense(precisions_cholesky, n_components, n_features)
         precisions = np.ascontiguousarray(factors @ np.transpose(factors, (0, 2, 1)))
-        fill = weights @ means / np.sum(weights)
         centred = means - fill
         shift = np.einsum("kde,ke->kd", precisions, centred)
         gradient = np.block(
@@ -180,16 +221,16 @@ class MissingDataKernel:
             ]
         )
         return cls(
-            weights=np.asarray(weights, dtype=np.float64),
-            log_weights=log_weights,
-            means=np.ascontiguousarray(means, dtype=np.float64),
+            **common,
             precisions=precisions,
             covariances=np.ascontiguousarray(dense(covariances, n_components, n_features)),
-            log_det=np.broadcast_to(log_det, (n_components,)).astype(np.float64),
-            scoring=scoring,
-            fill=fill,
             gradient=np.ascontiguousarray(gradient),
         )
+
+    @property
+    def independent(self) -> bool:
+        """Whether features are independent within a component (``diag``, ``spherical``)."""
+        return self.covariance_type in _INDEPENDENT
 
     @property
     def n_components(self) -> int:
@@ -521,6 +562,29 @@ def _observed_log_prob(
     return (kernel.log_weights - 0.5 * o * _LOG_2PI - half_log_det + 0.5 * factor[o, o]).T
 
 
+def _independent_log_prob(
+    kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray
+) -> np.ndarray:
+    """``log pi_k + log N(x_o | k)`` for ``diag`` and ``spherical`` components.
+
+    Each feature adds its own term to ``log N(x | k)``: score the row with
+    the missing values set to 0 by the complete-row kernel, and take out what
+    those zeros added (``kernel.feature_constants``).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_rows, n_features)
+    missing : ndarray of bool, shape (n_rows, n_features)
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_components, n_rows)
+    """
+    log_prob = weighted_log_prob(np.where(missing, 0.0, x), kernel.scoring)
+    log_prob -= (missing.astype(np.float64) @ kernel.feature_constants).T
+    return log_prob
+
+
 # --- scoring --------------------------------------------------------------------
 
 
@@ -544,6 +608,10 @@ def marginal_weighted_log_prob(
         over the components gives ``log p(x_o)``, normalising gives the
         responsibilities.
     """
+    if kernel.independent:
+        rows = chunk_rows(kernel.n_features, kernel.n_components)
+        parts = map_chunks(lambda s: _independent_log_prob(kernel, X[s], missing[s]), len(X), rows)
+        return np.concatenate(list(parts), axis=1)
     log_prob = np.empty((kernel.n_components, len(X)))
 
     def one_group(group: _Group) -> np.ndarray:
@@ -597,10 +665,33 @@ class ConditionalMixture:
 def _conditional_moments(
     kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weights (n_rows, K), means (n_rows, K, m) and covariances (n_rows|1, K, m, m) of a group.
+    """Weights (n_rows, K), means (n_rows, K, m) and covariances (n_rows|1, K, m, m) of a group."""
+    moments = _independent_moments if kernel.independent else _block_moments
+    return moments(kernel, x, missing)
 
-    The conditional mean is ``x_m - P_k,mm^-1 g_m`` (``x_m`` the fill): the
-    Schur-complement formula rewritten with the precision matrix.
+
+def _independent_moments(
+    kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Independent features: each component's conditional is its own marginal on ``m``."""
+    n_rows, m = len(x), missing.shape[1]
+    _, weights = _normalize(_independent_log_prob(kernel, x, np.isnan(x)))
+    means = np.broadcast_to(
+        kernel.means[:, missing].transpose(1, 0, 2), (n_rows, kernel.n_components, m)
+    )
+    variances = 1.0 / kernel.feature_precisions[:, missing].transpose(1, 0, 2)
+    covariances = np.zeros((*variances.shape, m))
+    covariances[..., np.arange(m), np.arange(m)] = variances
+    return weights, means, covariances
+
+
+def _block_moments(
+    kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Full and tied: the conditional mean is ``x_m - P_k,mm^-1 g_m`` (``x_m`` the fill).
+
+    That is the Schur-complement formula rewritten with the precision matrix;
+    the conditional covariance is ``P_k,mm^-1``.
     """
     factors = _factor(kernel, x, missing)
     m = missing.shape[1]
@@ -706,7 +797,49 @@ class Explanations:
 
 
 def _contributions(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """Contribution of every feature of a group's rows, shape (n_rows, n_features)."""
+    """Contribution of every feature of a group's rows, shape (n_rows, n_features).
+
+    From, per component, ``log pi_k + log p_k(x_o)`` and, for each observed
+    feature ``j``, ``Q_jj`` and ``(Q d_o)_j`` with ``Q`` the precision of the
+    marginal over the observed features: ``x_j`` given the others has mean
+    ``x_j - (Q d_o)_j / Q_jj`` and variance ``1 / Q_jj``.
+    """
+    n_rows, m = len(x), missing.shape[1]
+    terms = _independent_terms if kernel.independent else _block_terms
+    log_prob, g, diagonal = terms(kernel, x, missing)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_diagonal = np.log(diagonal)
+        # log pi_k + log p_k(x without feature j): (K, n_rows, D)
+        log_prob_without = (
+            log_prob[:, :, None] + 0.5 * (_LOG_2PI - log_diagonal) + 0.5 * g**2 / diagonal
+        )
+        log_norm_without = logsumexp(log_prob_without, axis=0)
+        weights = np.exp(log_prob_without - log_norm_without)
+        entropy = 0.5 * np.sum(weights * (_LOG_2PI_E - log_diagonal), axis=0)
+        surprise = log_norm_without - logsumexp(log_prob, axis=0)[:, None]
+    contributions = surprise - entropy
+    if m:
+        contributions[np.arange(n_rows)[:, None], np.broadcast_to(missing, (n_rows, m))] = np.nan
+    return contributions
+
+
+def _independent_terms(
+    kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Independent features: ``Q_jj = P_kj`` and ``(Q d_o)_j = P_kj (x_j - mu_kj)``."""
+    precisions = kernel.feature_precisions[:, None, :]
+    log_prob = _independent_log_prob(kernel, x, np.isnan(x))
+    return log_prob, precisions * (x[None, :, :] - kernel.means[:, None, :]), precisions
+
+
+def _block_terms(
+    kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Full and tied: ``Q = P_oo - P_om P_mm^-1 P_mo`` from the group's factors.
+
+    Returns ``log_prob`` (K, n_rows), ``Q d_o`` (K, n_rows, D) and the
+    diagonal of ``Q`` (K, n_rows or 1, D).
+    """
     n_rows, n_features = x.shape
     m = missing.shape[1]
     factors = _factor(kernel, x, missing)
@@ -721,20 +854,7 @@ def _contributions(kernel: MissingDataKernel, x: np.ndarray, missing: np.ndarray
         )
         g = g - np.einsum("pjnk,pnk->knj", v, factors.z)
         diagonal = diagonal - np.einsum("pjnk,pjnk->knj", v, v)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        log_diagonal = np.log(diagonal)
-        # log pi_k + log p_k(x without feature j): (K, n_rows, D)
-        log_prob_without = (
-            factors.log_prob[:, :, None] + 0.5 * (_LOG_2PI - log_diagonal) + 0.5 * g**2 / diagonal
-        )
-        log_norm_without = logsumexp(log_prob_without, axis=0)
-        weights = np.exp(log_prob_without - log_norm_without)
-        entropy = 0.5 * np.sum(weights * (_LOG_2PI_E - log_diagonal), axis=0)
-        surprise = log_norm_without - logsumexp(factors.log_prob, axis=0)[:, None]
-    contributions = surprise - entropy
-    if m:
-        contributions[np.arange(n_rows)[:, None], np.broadcast_to(missing, (n_rows, m))] = np.nan
-    return contributions
+    return factors.log_prob, g, diagonal
 
 
 def explain(kernel: MissingDataKernel, X: np.ndarray) -> Explanations:
