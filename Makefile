@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format bench bench-quick bench-load openapi clean
+.PHONY: serve test lint format bench bench-quick bench-load bench-missing openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench-quick: $(VENV)/.installed-dev
 
 bench-load: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_load.py
+
+bench-missing: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_missing.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

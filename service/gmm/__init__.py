@@ -27,7 +27,9 @@ from .errors import (
     NumericalError,
 )
 from .initialization import INIT_METHODS
+from .marginal import ConditionalMixture, Explanations
 from .mixture import MixtureParameters
+from .pvalues import Drift, ScoreDistribution, ScoreReservoir, drift
 from .selection import (
     CRITERIA,
     Candidate,
@@ -45,6 +47,9 @@ __all__ = [
     "Candidate",
     "INIT_METHODS",
     "CollapsedComponentError",
+    "ConditionalMixture",
+    "Drift",
+    "Explanations",
     "FitCancelled",
     "FitConfig",
     "FitProgress",
@@ -55,8 +60,11 @@ __all__ = [
     "InvalidParameterError",
     "MixtureParameters",
     "NumericalError",
+    "ScoreDistribution",
+    "ScoreReservoir",
     "SelectionProgress",
     "SelectionResult",
+    "drift",
     "estimate_parameters",
     "fit_mixture",
     "select_mixture",

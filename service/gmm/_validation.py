@@ -6,22 +6,11 @@ import numpy as np
 
 from .errors import InvalidDataError
 
-__all__ = ["check_data", "check_sample_weight"]
+__all__ = ["check_data", "check_data_with_missing", "check_sample_weight"]
 
 
-def check_data(
-    X: object, *, n_features: int | None = None, dtype: np.dtype | type | None = None
-) -> np.ndarray:
-    """Return ``X`` as a C-contiguous 2-D float array, or raise :class:`InvalidDataError`.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-    n_features : int, optional
-        The width the data must have (that of a fitted model).
-    dtype : float64 or float32, optional
-        Keep float32 and float64 input as it is when None.
-    """
+def _as_matrix(X: object, n_features: int | None, dtype: np.dtype | type | None) -> np.ndarray:
+    """``X`` as a C-contiguous 2-D float array of the right width (values not checked)."""
     try:
         array = np.asarray(X)
     except (ValueError, TypeError) as exc:
@@ -43,11 +32,61 @@ def check_data(
         if dtype is not None
         else (array.dtype if array.dtype in (np.float32, np.float64) else np.float64)
     )
-    array = np.ascontiguousarray(array, dtype=target)
+    return np.ascontiguousarray(array, dtype=target)
+
+
+def check_data(
+    X: object, *, n_features: int | None = None, dtype: np.dtype | type | None = None
+) -> np.ndarray:
+    """Return ``X`` as a C-contiguous 2-D float array, or raise :class:`InvalidDataError`.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_features : int, optional
+        The width the data must have (that of a fitted model).
+    dtype : float64 or float32, optional
+        Keep float32 and float64 input as it is when None.
+    """
+    array = _as_matrix(X, n_features, dtype)
     if not np.all(np.isfinite(array)):
         row = int(np.flatnonzero(~np.all(np.isfinite(array), axis=1))[0])
         raise InvalidDataError(f"data must be finite: row {row} has NaN or infinity")
     return array
+
+
+def check_data_with_missing(
+    X: object, *, n_features: int, dtype: np.dtype | type | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Like :func:`check_data`, but NaN means "not observed".
+
+    Complete data cost what :func:`check_data` costs: the mask is only built
+    when some value is not finite.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    missing : ndarray of bool, shape (n_samples, n_features), or None
+        True where a value is NaN; None when every value is present.
+
+    Raises
+    ------
+    InvalidDataError
+        A value is infinite, or a row has no value at all (the row is named).
+    """
+    array = _as_matrix(X, n_features, dtype)
+    if np.all(np.isfinite(array)):
+        return array, None
+    missing = np.isnan(array)
+    infinite = ~missing & ~np.isfinite(array)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite.any(axis=1))[0])
+        raise InvalidDataError(f"data must be finite or NaN (missing): row {row} has infinity")
+    empty = missing.all(axis=1)
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        raise InvalidDataError(f"row {row} has no observed feature: every value is missing")
+    return array, missing
 
 
 def check_sample_weight(sample_weight: object, n_samples: int) -> np.ndarray | None:

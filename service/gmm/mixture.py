@@ -5,18 +5,24 @@
 computes, with the same chunked kernels the fit uses: per-sample
 log-likelihood, responsibilities, labels, BIC/AIC and samples. It serialises
 to bytes with an exact float round trip.
+
+Rows may miss features (NaN): scoring and prediction then use the exact
+marginal mixture over the features present, and :meth:`condition`,
+:meth:`impute` and :meth:`explain` answer from the conditional mixtures (see
+:mod:`.marginal`).
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import linalg
 
-from ._validation import check_data, check_sample_weight
+from ._validation import check_data_with_missing, check_sample_weight
 from .covariance import (
     COVARIANCE_TYPES,
     covariances_from_precisions_cholesky,
@@ -30,6 +36,15 @@ from .kernels import (
     log_resp_normalize,
     map_chunks,
     weighted_log_prob,
+)
+from .marginal import (
+    ConditionalMixture,
+    Explanations,
+    MissingDataKernel,
+    condition,
+    explain,
+    impute,
+    marginal_weighted_log_prob,
 )
 
 __all__ = ["MixtureParameters"]
@@ -60,6 +75,7 @@ class MixtureParameters:
     covariances: np.ndarray
     precisions_cholesky: np.ndarray
     _kernel: ScoringKernel | None = field(default=None, repr=False, compare=False)
+    _missing_kernel: MissingDataKernel | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.covariance_type not in COVARIANCE_TYPES:
@@ -122,23 +138,43 @@ class MixtureParameters:
         """Free parameters, as scikit-learn counts them for BIC and AIC."""
         return n_parameters(self.n_components, self.n_features, self.covariance_type)
 
+    def _built_once(self, name: str, build: Callable[[], object]):
+        """The cached attribute ``name``, built by ``build()`` on first use."""
+        if getattr(self, name) is None:
+            object.__setattr__(self, name, build())
+        return getattr(self, name)
+
     @property
     def kernel(self) -> ScoringKernel:
         """The float64 scoring kernel, built once."""
-        if self._kernel is None:
-            object.__setattr__(
-                self,
-                "_kernel",
-                ScoringKernel.build(
-                    self.weights, self.means, self.precisions_cholesky, self.covariance_type
-                ),
-            )
-        return self._kernel  # type: ignore[return-value]
+        return self._built_once(
+            "_kernel",
+            lambda: ScoringKernel.build(
+                self.weights, self.means, self.precisions_cholesky, self.covariance_type
+            ),
+        )
+
+    @property
+    def missing_kernel(self) -> MissingDataKernel:
+        """The layout for rows with missing features, built once."""
+        return self._built_once(
+            "_missing_kernel",
+            lambda: MissingDataKernel.build(
+                self.weights,
+                self.means,
+                self.covariances,
+                self.precisions_cholesky,
+                self.covariance_type,
+                self.kernel,
+            ),
+        )
 
     # --- probabilities ------------------------------------------------------------
 
     def _map_rows(self, X: object, per_chunk):
-        X = check_data(X, n_features=self.n_features, dtype=np.float64)
+        X, missing = check_data_with_missing(X, n_features=self.n_features, dtype=np.float64)
+        if missing is not None:
+            return [per_chunk(marginal_weighted_log_prob(self.missing_kernel, X, missing))]
         kernel = self.kernel
         rows = chunk_rows(self.n_features, self.n_components)
 
@@ -153,6 +189,8 @@ class MixtureParameters:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            NaN marks a missing feature: that row's log-likelihood is the
+            marginal mixture's over the features it has.
 
         Returns
         -------
@@ -183,6 +221,49 @@ class MixtureParameters:
         """Labels and responsibilities from one pass."""
         parts = self._map_rows(X, lambda lp: (lp.argmax(axis=0), log_resp_normalize(lp)[1].T))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    # --- missing features ----------------------------------------------------------
+
+    def _check_missing(self, X: object) -> np.ndarray:
+        return check_data_with_missing(X, n_features=self.n_features, dtype=np.float64)[0]
+
+    def condition(self, X: object) -> list[ConditionalMixture]:
+        """The conditional mixture of each row's missing (NaN) features given the others.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        conditionals : list of ConditionalMixture, one per row
+            ``missing`` (n_missing,), ``weights`` (n_components,), ``means``
+            (n_components, n_missing), ``covariances`` (n_components, n_missing, n_missing).
+        """
+        return condition(self.missing_kernel, self._check_missing(X))
+
+    def impute(self, X: object) -> tuple[np.ndarray, np.ndarray]:
+        """Each NaN replaced by its conditional mean, with its conditional standard deviation.
+
+        Returns
+        -------
+        X_filled : ndarray of shape (n_samples, n_features)
+        std : ndarray of shape (n_samples, n_features)
+            NaN where the value was given.
+        """
+        return impute(self.missing_kernel, self._check_missing(X))
+
+    def explain(self, X: object) -> Explanations:
+        """Each row's features ordered by how much each makes the row unlikely.
+
+        See :func:`.marginal.explain` for the definition of a contribution.
+
+        Returns
+        -------
+        explanations : Explanations
+            ``features`` and ``contributions``, both (n_samples, n_features).
+        """
+        return explain(self.missing_kernel, self._check_missing(X))
 
     # --- model selection ----------------------------------------------------------
 
