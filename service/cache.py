@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .gmm import MixtureParameters
+from .gmm import MixtureParameters, ScoreDistribution, ScoreReservoir
 
 __all__ = ["ModelCache", "ServedVersion"]
 
@@ -25,6 +25,10 @@ class ServedVersion:
     version: int
     parameters: MixtureParameters
     anomaly_threshold: float | None
+    contamination: float = 0.01
+    training_scores: ScoreDistribution | None = None
+    # The anomaly scores this process served from this version: a bounded sample.
+    live: ScoreReservoir = field(default_factory=ScoreReservoir)
 
     @property
     def n_features(self) -> int:

@@ -29,17 +29,19 @@ __all__ = [
 
 
 def matrix_from_rows(
-    rows: Sequence[Sequence[float]],
+    rows: Sequence[Sequence[float | None]],
     *,
     pointer: str = "#/data",
     n_features: int | None = None,
     max_rows: int | None = None,
     max_features: int | None = None,
+    allow_missing: bool = False,
 ) -> np.ndarray:
     """A float64 matrix from a list of rows, or :class:`Invalid` naming each bad place.
 
     Rows must be non-empty, all of one length (``n_features`` when given), and
-    hold finite numbers.
+    hold finite numbers; with ``allow_missing``, ``None`` is a feature the row
+    does not have (NaN in the matrix), but each row needs one it has.
     """
     if len(rows) == 0:
         raise Invalid("data must have at least one row", [FieldError(pointer, "must not be empty")])
@@ -70,19 +72,40 @@ def matrix_from_rows(
             [FieldError(f"{pointer}/0", f"at most {max_features} values per row")],
         )
     try:
-        matrix = np.array(rows, dtype=np.float64)
+        matrix = np.array(rows, dtype=np.float64)  # None becomes NaN
     except (TypeError, ValueError) as exc:
         raise Invalid(f"data must hold numbers: {exc}", [FieldError(pointer, str(exc))]) from None
-    return check_finite(matrix, pointer=pointer)
+    return check_finite(matrix, pointer=pointer, allow_missing=allow_missing)
 
 
-def check_finite(matrix: np.ndarray, *, pointer: str = "#/data") -> np.ndarray:
-    """Raise :class:`Invalid` naming the first non-finite cells."""
-    bad = np.argwhere(~np.isfinite(matrix))
-    if len(bad):
+def check_finite(
+    matrix: np.ndarray, *, pointer: str = "#/data", allow_missing: bool = False
+) -> np.ndarray:
+    """Raise :class:`Invalid` naming the first non-finite cells.
+
+    With ``allow_missing``, NaN marks a missing feature; infinity is still
+    refused, and so is a row with no feature present.
+    """
+    finite = np.isfinite(matrix)
+    if finite.all():
+        return matrix
+    if not allow_missing:
+        bad = np.argwhere(~finite)
         raise Invalid(
             "data must hold finite numbers (no NaN or infinity)",
             [FieldError(f"{pointer}/{i}/{j}", "must be a finite number") for i, j in bad[:20]],
+        )
+    infinite = np.argwhere(np.isinf(matrix))
+    if len(infinite):
+        raise Invalid(
+            "data must hold finite numbers or null (missing)",
+            [FieldError(f"{pointer}/{i}/{j}", "must be finite") for i, j in infinite[:20]],
+        )
+    empty = np.flatnonzero(~finite.any(axis=1))
+    if len(empty):
+        raise Invalid(
+            "every row needs at least one feature present",
+            [FieldError(f"{pointer}/{i}", "has no feature present (all null)") for i in empty[:20]],
         )
     return matrix
 
@@ -92,6 +115,7 @@ def _check_shape(
     max_rows: int | None,
     max_features: int | None,
     n_features: int | None = None,
+    allow_missing: bool = False,
 ) -> np.ndarray:
     if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise Invalid(
@@ -107,7 +131,7 @@ def _check_shape(
             f"data has {matrix.shape[1]} features; the model was fitted with {n_features}",
             [FieldError("#/data", f"must have {n_features} columns")],
         )
-    return check_finite(np.ascontiguousarray(matrix, dtype=np.float64))
+    return check_finite(np.ascontiguousarray(matrix, dtype=np.float64), allow_missing=allow_missing)
 
 
 def fast_json_matrix(
@@ -201,8 +225,12 @@ def matrix_from_npy(
     max_rows: int | None = None,
     max_features: int | None = None,
     n_features: int | None = None,
+    allow_missing: bool = False,
 ) -> np.ndarray:
-    """A matrix from a ``.npy`` file's bytes (numeric dtypes only, no pickles)."""
+    """A matrix from a ``.npy`` file's bytes (numeric dtypes only, no pickles).
+
+    With ``allow_missing``, NaN marks a feature a row does not have.
+    """
     try:
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except Exception as exc:  # numpy raises several types for a bad file
@@ -215,7 +243,7 @@ def matrix_from_npy(
             "the .npy array must hold numbers",
             [FieldError("#/", f"dtype {getattr(array, 'dtype', None)} is not a number type")],
         )
-    return _check_shape(array, max_rows, max_features, n_features)
+    return _check_shape(array, max_rows, max_features, n_features, allow_missing)
 
 
 def array_to_blob(array: np.ndarray) -> bytes:

@@ -13,25 +13,21 @@ from .datasets import get_dataset
 from .db.queries import get_owned
 from .db.tables import JobRow, ModelRow, ModelStatus, ModelVersionRow, new_id
 from .errors import FieldError, Invalid, PreconditionFailed
-from .gmm import FitConfig, MixtureParameters
+from .gmm import FitConfig
 from .jobs import enqueue_job
 from .matrices import array_to_blob
 from .pagination import Page, paginate
 
 __all__ = [
     "CONFIG_FIELDS",
-    "anomalies",
     "create_model",
     "delete_model",
     "fit_config",
     "get_model",
     "list_models",
     "model_etag",
-    "predict",
     "request_fit",
     "request_select",
-    "sample",
-    "score",
 ]
 
 CONFIG_FIELDS = (
@@ -264,53 +260,3 @@ def request_select(
         kind="select",
         options=options,
     )
-
-
-# --- a fitted model's answers -----------------------------------------------------
-
-
-def predict(
-    parameters: MixtureParameters, data: np.ndarray, *, return_probabilities: bool
-) -> dict[str, np.ndarray]:
-    if not return_probabilities:
-        return {"labels": parameters.predict(data)}
-    labels, probabilities = parameters.predict_with_proba(data)
-    return {"labels": labels, "probabilities": probabilities}
-
-
-def score(parameters: MixtureParameters, data: np.ndarray) -> dict[str, Any]:
-    log_likelihood = parameters.score_samples(data)
-    return {"log_likelihood": log_likelihood, "mean_log_likelihood": float(log_likelihood.mean())}
-
-
-def anomalies(
-    parameters: MixtureParameters, data: np.ndarray, *, threshold: float
-) -> dict[str, Any]:
-    """Anomaly score = negative log-likelihood; above ``threshold`` is an anomaly."""
-    scores = -parameters.score_samples(data)
-    return {"scores": scores, "is_anomaly": scores > threshold, "threshold": threshold}
-
-
-def anomaly_threshold(
-    log_likelihood: np.ndarray, sample_weight: np.ndarray | None, contamination: float
-) -> float:
-    """The (1 - contamination) quantile of the training points' anomaly scores.
-
-    ``log_likelihood`` is each training point's; points of zero weight are left out.
-    """
-    scores = -log_likelihood
-    if sample_weight is not None:
-        scores = scores[sample_weight > 0]
-    return float(np.quantile(scores, 1.0 - contamination))
-
-
-def sample(
-    parameters: MixtureParameters, *, n_samples: int, random_state: int | None, settings: Settings
-) -> dict[str, np.ndarray]:
-    if n_samples > settings.max_sample_size:
-        raise Invalid(
-            f"n_samples={n_samples} exceeds this service's limit",
-            [FieldError("#/n_samples", f"must be at most {settings.max_sample_size}")],
-        )
-    samples, components = parameters.sample(n_samples, random_state)
-    return {"samples": samples, "components": components}

@@ -105,11 +105,10 @@ class VersionResolver:
 
     def _load(self, model_id: str, version: int) -> ServedVersion:
         with self.database.session() as session:
-            row = load_served(session=session, model_id=model_id, version=version)
-        if row is None:  # deleted between the two reads: the next request says 404
+            served = load_served(session=session, model_id=model_id, version=version)
+        if served is None:  # deleted between the two reads: the next request says 404
             raise NotFound(f"model {model_id!r} has no version {version}")
-        parameters, threshold = row
-        return ServedVersion(model_id, version, parameters, threshold)
+        return served
 
     def close(self) -> None:
         self._discard()

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session, undefer
 
+from .cache import ServedVersion
 from .db.tables import ModelRow, ModelStatus, ModelVersionRow, VersionSource, utcnow
 from .errors import Conflict, FieldError, Invalid, NotFound
-from .gmm import MixtureParameters
+from .gmm import MixtureParameters, ScoreDistribution, ScoreReservoir
 from .gmm.exchange import InvalidParametersError, parameters_from_arrays, sklearn_attributes
 from .pagination import Page, paginate_descending
 
@@ -100,16 +100,29 @@ def load_parameters(*, session: Session, model_id: str, version: int) -> Mixture
     return None if blob is None else MixtureParameters.from_bytes(blob)
 
 
-def load_served(
-    *, session: Session, model_id: str, version: int
-) -> tuple[MixtureParameters, float | None] | None:
-    """The parameters and anomaly threshold of one version, or None if it is gone."""
-    found = session.execute(
-        select(ModelVersionRow.parameters, ModelVersionRow.anomaly_threshold).where(
-            ModelVersionRow.model_id == model_id, ModelVersionRow.version == version
-        )
-    ).first()
-    return None if found is None else (MixtureParameters.from_bytes(found[0]), found[1])
+def load_served(*, session: Session, model_id: str, version: int) -> ServedVersion | None:
+    """One version, ready to answer, or None if it is gone."""
+    row = session.scalars(
+        select(ModelVersionRow)
+        .where(ModelVersionRow.model_id == model_id, ModelVersionRow.version == version)
+        .options(undefer(ModelVersionRow.parameters), undefer(ModelVersionRow.training_scores))
+    ).one_or_none()
+    if row is None:
+        return None
+    threshold = row.anomaly_threshold
+    return ServedVersion(
+        model_id,
+        version,
+        MixtureParameters.from_bytes(row.parameters),
+        threshold,
+        contamination=row.config["contamination"],
+        training_scores=(
+            None
+            if row.training_scores is None
+            else ScoreDistribution.from_bytes(row.training_scores)
+        ),
+        live=ScoreReservoir(threshold=threshold),
+    )
 
 
 def _active_values(row: ModelVersionRow) -> dict[str, Any]:
@@ -251,14 +264,14 @@ def forget_old_versions(*, session: Session, keep: int) -> int:
 # --- import and export -------------------------------------------------------------
 
 
-def _imported_threshold(parameters: MixtureParameters, contamination: float) -> float:
-    """The (1 - contamination) quantile of the mixture's own anomaly scores.
+def _own_scores(parameters: MixtureParameters) -> ScoreDistribution:
+    """The anomaly scores of points drawn from the mixture itself.
 
-    With no training data, the scores of points drawn from the mixture stand in
-    for the training points' (a fixed seed: the same mixture, the same threshold).
+    With no training data, they stand in for the training points' (a fixed
+    seed: the same mixture, the same threshold and p-values).
     """
     drawn, _ = parameters.sample(_THRESHOLD_SAMPLES, random_state=0)
-    return float(np.quantile(-parameters.score_samples(drawn), 1.0 - contamination))
+    return ScoreDistribution.from_scores(-parameters.score_samples(drawn))
 
 
 def import_parameters(
@@ -279,14 +292,16 @@ def import_parameters(
             "these parameters do not describe a Gaussian mixture",
             [FieldError(f"#/{name}", detail) for name, detail in exc.problems],
         ) from None
+    scores = _own_scores(parameters)
     if anomaly_threshold is None:
-        anomaly_threshold = _imported_threshold(parameters, model.contamination)
+        anomaly_threshold = scores.threshold(model.contamination)
     new = NewVersion(
         source=VersionSource.import_,
         parameters=parameters,
         config=version_config(model, covariance_type=parameters.covariance_type),
         fit_summary=None,
         anomaly_threshold=anomaly_threshold,
+        training_scores=scores.to_bytes(),
     )
     row = add_version(session=session, model_id=model_id, new=new, activate=activate)
     assert row is not None  # the model row was read in this transaction

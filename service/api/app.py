@@ -21,6 +21,7 @@ from .problems import install_problem_handlers
 from .routers import datasets, health, inference, jobs, models
 from .schemas import (
     AnomalyRequest,
+    ConditionRequest,
     DatasetCreate,
     FitRequest,
     PredictRequest,
@@ -109,6 +110,7 @@ def _document_problems(app: FastAPI) -> None:
             PredictRequest,
             ScoreRequest,
             AnomalyRequest,
+            ConditionRequest,
             SelectRequest,
         ):
             components[model.__name__] = model.model_json_schema(

@@ -46,6 +46,15 @@ Matrix = Annotated[
         min_length=1, description="A non-empty rectangular matrix of finite numbers, row by row."
     ),
 ]
+MissingRow = Annotated[list[FiniteFloat | None], Field(min_length=1)]
+MatrixWithMissing = Annotated[
+    list[MissingRow],
+    Field(
+        min_length=1,
+        description="A non-empty rectangular matrix, row by row; null marks a feature the "
+        "row does not have (the answer uses the mixture's exact marginal over the others).",
+    ),
+]
 Name = Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")]
 Id = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
 MAX_VERSION = 2**31 - 1
@@ -334,7 +343,7 @@ class ActivateRequest(_Request):
 
 
 class PredictRequest(_Request):
-    data: Matrix
+    data: MatrixWithMissing
     return_probabilities: bool = False
 
 
@@ -344,7 +353,7 @@ class PredictResponse(BaseModel):
 
 
 class ScoreRequest(_Request):
-    data: Matrix
+    data: MatrixWithMissing
 
 
 class ScoreResponse(BaseModel):
@@ -353,14 +362,76 @@ class ScoreResponse(BaseModel):
 
 
 class AnomalyRequest(_Request):
-    data: Matrix
-    threshold: FiniteFloat | None = None
+    data: MatrixWithMissing
+    threshold: FiniteFloat | None = Field(
+        None, description="Flag scores above this; default the version's stored threshold."
+    )
+    contamination: float | None = Field(
+        None,
+        gt=0,
+        le=0.5,
+        allow_inf_nan=False,
+        description="Flag this share of the training distribution instead: the threshold is "
+        "the (1 - contamination) quantile of the training points' scores.",
+    )
+    explain: bool = Field(False, description="Rank each row's features by how odd each is.")
+
+
+class FeatureContribution(BaseModel):
+    feature: int
+    contribution: float | None = Field(
+        description="-log p(x_j | the row's other features) minus what the responsible "
+        "components expect of it; null for a missing feature."
+    )
 
 
 class AnomalyResponse(BaseModel):
     scores: list[float]
     is_anomaly: list[bool]
     threshold: float
+    p_values: list[float] | None = Field(
+        description="Share of training points scoring at least as high, (k+1)/(n+1); null "
+        "for a version that keeps no training scores."
+    )
+    explanations: list[list[FeatureContribution]] | None = None
+
+
+class ConditionRequest(_Request):
+    data: MatrixWithMissing
+
+
+class ConditionalMixtureRead(BaseModel):
+    missing: list[int]
+    weights: list[float]
+    means: list[list[float]]
+    covariances: list[list[list[float]]]
+
+
+class ConditionResponse(BaseModel):
+    results: list[ConditionalMixtureRead]
+
+
+class ImputeResponse(BaseModel):
+    data: list[list[float]] = Field(description="Each null replaced by its conditional mean.")
+    std: list[list[float | None]] = Field(
+        description="The conditional standard deviation of each filled value; null where "
+        "the value was given."
+    )
+
+
+class MonitoringRead(BaseModel):
+    model_id: str
+    version: int
+    n_scored: int = Field(description="Rows scored by this API process since the version loaded.")
+    n_sample: int = Field(description="Live scores kept (a bounded uniform sample).")
+    mean_log_likelihood: float | None
+    training_mean_log_likelihood: float | None
+    flagged_fraction: float | None
+    contamination: float
+    ks_statistic: float | None = Field(
+        description="Two-sample Kolmogorov-Smirnov distance between live and training scores."
+    )
+    ks_pvalue: float | None
 
 
 class SampleRequest(_Request):

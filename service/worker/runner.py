@@ -34,6 +34,7 @@ from ..gmm import (
     FitResult,
     GMMError,
     MixtureParameters,
+    ScoreDistribution,
     SelectionProgress,
     fit_mixture,
     select_mixture,
@@ -41,7 +42,7 @@ from ..gmm import (
 from ..idempotency import expire_keys
 from ..matrices import array_from_blob
 from ..metrics import Metrics
-from ..models import anomaly_threshold, fit_config
+from ..models import fit_config
 
 __all__ = ["Worker"]
 
@@ -381,7 +382,8 @@ class Worker:
             "dataset_id": inputs.dataset_id,
         }
         model = inputs.model
-        threshold = anomaly_threshold(log_likelihood, inputs.sample_weight, model.contamination)
+        scores = ScoreDistribution.from_scores(-log_likelihood, inputs.sample_weight)
+        threshold = scores.threshold(model.contamination)
         new = versions.NewVersion(
             source=VersionSource(inputs.kind),
             parameters=parameters,
@@ -395,6 +397,7 @@ class Worker:
             dataset_id=inputs.dataset_id,
             dataset_sha256=inputs.dataset_sha256,
             job_id=claim.job_id,
+            training_scores=scores.to_bytes(),
         )
         with self.database.session() as session:
             model_id = jobs.succeed(

@@ -135,7 +135,7 @@ BAD_NPY = [
     ("complex numbers", _npy(np.zeros((2, 2), dtype=complex))),
     ("wrong width", _npy(np.zeros((3, 5)))),
     ("no rows", _npy(np.zeros((0, 2)))),
-    ("NaN", _npy(np.array([[0.0, np.nan]]))),
+    ("a row with no feature present", _npy(np.array([[0.0, 1.0], [np.nan, np.nan]]))),
     ("infinity", _npy(np.array([[np.inf, 0.0]]))),
 ]
 

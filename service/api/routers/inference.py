@@ -26,7 +26,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from ... import models, versions
+from ... import inference, versions
 from ...cache import ServedVersion
 from ...config import Settings
 from ...db.tables import ModelVersionRow
@@ -40,6 +40,10 @@ from ..schemas import (
     MAX_VERSION,
     AnomalyRequest,
     AnomalyResponse,
+    ConditionRequest,
+    ConditionResponse,
+    ImputeResponse,
+    MonitoringRead,
     ParametersRead,
     PredictRequest,
     PredictResponse,
@@ -130,11 +134,18 @@ def _parse(
     served: ServedVersion,
     settings: Settings,
 ) -> tuple[BaseModel, np.ndarray]:
-    limits = dict(max_rows=settings.max_rows, max_features=settings.max_features)
+    limits = dict(
+        max_rows=settings.max_rows, max_features=settings.max_features, allow_missing=True
+    )
     if content_type == NPY:
         matrix = matrix_from_npy(body, n_features=served.n_features, **limits)
         return _options(request_model, query), matrix
-    fast = fast_json_matrix(body, n_features=served.n_features, **limits)
+    fast = fast_json_matrix(
+        body,
+        n_features=served.n_features,
+        max_rows=settings.max_rows,
+        max_features=settings.max_features,
+    )
     if fast is not None:
         matrix, fields = fast
         try:
@@ -181,6 +192,8 @@ _QUERY_TYPES: dict[str, TypeAdapter] = {
     "version": TypeAdapter(VersionNumber),
     "return_probabilities": TypeAdapter(bool),
     "threshold": TypeAdapter(Annotated[float, Field(allow_inf_nan=False)]),
+    "contamination": TypeAdapter(Annotated[float, Field(gt=0, le=0.5, allow_inf_nan=False)]),
+    "explain": TypeAdapter(bool),
 }
 
 
@@ -213,6 +226,11 @@ def _hot_parameters(*names: str) -> list[dict[str, Any]]:
         ),
         "return_probabilities": ({"type": "boolean"}, NpyOption),
         "threshold": ({"type": "number"}, NpyOption),
+        "contamination": (
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5},
+            NpyOption,
+        ),
+        "explain": ({"type": "boolean"}, NpyOption),
     }
     path = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
     return [path] + [
@@ -270,9 +288,7 @@ async def predict(request: Request) -> Response:
     served = _hot_served(request, query)
 
     def compute(options: PredictRequest, matrix: np.ndarray) -> dict[str, Any]:
-        return models.predict(
-            served.parameters, matrix, return_probabilities=options.return_probabilities
-        )
+        return inference.predict(served, matrix, return_probabilities=options.return_probabilities)
 
     return await _answer(request, served, PredictRequest, query, compute, "labels")
 
@@ -289,7 +305,7 @@ async def score(request: Request) -> Response:
     served = _hot_served(request, query)
 
     def compute(options: ScoreRequest, matrix: np.ndarray) -> dict[str, Any]:
-        return models.score(served.parameters, matrix)
+        return inference.score(served, matrix)
 
     return await _answer(request, served, ScoreRequest, query, compute, "log_likelihood")
 
@@ -298,16 +314,21 @@ async def score(request: Request) -> Response:
     "/{model_id}/anomalies",
     response_model=AnomalyResponse,
     responses=_binary_answers(None),
-    openapi_extra=_matrix_openapi(AnomalyRequest, "threshold"),
+    openapi_extra=_matrix_openapi(AnomalyRequest, "threshold", "contamination", "explain"),
     summary="Flag points whose negative log-likelihood exceeds the threshold",
 )
 async def anomalies(request: Request) -> Response:
-    query = _query(request, "version", "threshold")
+    query = _query(request, "version", "threshold", "contamination", "explain")
     served = _hot_served(request, query)
 
     def compute(options: AnomalyRequest, matrix: np.ndarray) -> dict[str, Any]:
-        chosen = options.threshold if options.threshold is not None else served.anomaly_threshold
-        return models.anomalies(served.parameters, matrix, threshold=chosen)
+        return inference.anomalies(
+            served,
+            matrix,
+            threshold=options.threshold,
+            contamination=options.contamination,
+            explain=options.explain,
+        )
 
     return await _answer(request, served, AnomalyRequest, query, compute, None)
 
@@ -362,10 +383,55 @@ def sample(
     version: VersionQuery = None,
 ) -> JSONResponse:
     served = _served(request, tenant, model_id, version)
-    answer = models.sample(
-        served.parameters,
+    answer = inference.sample(
+        served,
         n_samples=body.n_samples,
         random_state=body.random_state,
         settings=request.app.state.settings,
     )
     return NumpyJSONResponse(answer)
+
+
+@router.post(
+    "/{model_id}/condition",
+    response_model=ConditionResponse,
+    responses=_binary_answers(None),
+    openapi_extra=_matrix_openapi(ConditionRequest),
+    summary="The conditional mixture of each row's missing (null) features given the others",
+)
+async def condition(request: Request) -> Response:
+    query = _query(request, "version")
+    served = _hot_served(request, query)
+
+    def compute(options: ConditionRequest, matrix: np.ndarray) -> dict[str, Any]:
+        return inference.condition(served, matrix)
+
+    return await _answer(request, served, ConditionRequest, query, compute, None)
+
+
+@router.post(
+    "/{model_id}/impute",
+    response_model=ImputeResponse,
+    responses=_binary_answers(None),
+    openapi_extra=_matrix_openapi(ConditionRequest),
+    summary="Each null replaced by its conditional mean, with its conditional deviation",
+)
+async def impute(request: Request) -> Response:
+    query = _query(request, "version")
+    served = _hot_served(request, query)
+
+    def compute(options: ConditionRequest, matrix: np.ndarray) -> dict[str, Any]:
+        return inference.impute(served, matrix)
+
+    return await _answer(request, served, ConditionRequest, query, compute, None)
+
+
+@router.get(
+    "/{model_id}/monitoring",
+    response_model=MonitoringRead,
+    responses=problems(404, 409, 422),
+    summary="Live scores of the active version against its training scores",
+)
+def monitoring(model_id: str, request: Request, tenant: TenantDep) -> JSONResponse:
+    served = _served(request, tenant, model_id, None)
+    return NumpyJSONResponse(inference.monitoring(served))
