@@ -63,6 +63,11 @@ class ModelCache:
                 self._entries.popitem(last=False)
         return served
 
+    def entries(self) -> list[ServedVersion]:
+        """The versions held now, least recently used first."""
+        with self._lock:
+            return list(self._entries.values())
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

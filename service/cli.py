@@ -168,13 +168,16 @@ _api_key_option = click.option(
 )
 
 
-def _read_matrix(path: Path) -> np.ndarray:
-    """A matrix from a .npy file or a CSV file (with or without a header row)."""
+def _read_matrix(path: Path, *, allow_missing: bool = False) -> np.ndarray:
+    """A matrix from a .npy file or a CSV file (with or without a header row).
+
+    With ``allow_missing``, empty CSV cells are missing features (NaN).
+    """
     if path.suffix == ".npy":
         return np.load(path, allow_pickle=False)
     from .matrices import matrix_from_csv
 
-    return matrix_from_csv(path.read_bytes())
+    return matrix_from_csv(path.read_bytes(), allow_missing=allow_missing)
 
 
 def _client(url: str, api_key: str | None):
@@ -406,7 +409,9 @@ def predict(model_id, data, probabilities, url, api_key):
     """Labels for each row of a CSV or .npy file, as CSV on standard output."""
     try:
         with _client(url, api_key) as gmm:
-            answer = gmm.predict(model_id, _read_matrix(data), return_probabilities=probabilities)
+            answer = gmm.predict(
+                model_id, _read_matrix(data, allow_missing=True), return_probabilities=probabilities
+            )
     except Exception as exc:
         _fail(exc)
     if probabilities:
@@ -426,10 +431,56 @@ def score(model_id, data, url, api_key):
     """Log-likelihood of each row of a CSV or .npy file, as CSV on standard output."""
     try:
         with _client(url, api_key) as gmm:
-            log_likelihood = gmm.score(model_id, _read_matrix(data))
+            log_likelihood = gmm.score(model_id, _read_matrix(data, allow_missing=True))
     except Exception as exc:
         _fail(exc)
     _answer_to_csv(["log_likelihood"], [log_likelihood.tolist()])
+
+
+@main.command()
+@click.argument("model_id")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--explain", is_flag=True, help="Add the features ranked by how odd each is.")
+@click.option("--contamination", type=float, default=None, help="Flag this share of training.")
+@click.option("--threshold", type=float, default=None, help="Flag scores above this.")
+@_url_option
+@_api_key_option
+def anomalies(model_id, data, explain, contamination, threshold, url, api_key):
+    """Anomaly score, p-value and flag of each row of a CSV or .npy file, as CSV.
+
+    Empty cells (NaN) are missing features. With --explain, a last column lists the
+    features, oddest first, as feature:contribution.
+    """
+    try:
+        with _client(url, api_key) as gmm:
+            answer = gmm.anomalies(
+                model_id,
+                _read_matrix(data, allow_missing=True),
+                threshold=threshold,
+                contamination=contamination,
+                explain=explain,
+            )
+    except Exception as exc:
+        _fail(exc)
+    header = ["score", "p_value", "is_anomaly"]
+    columns = [
+        answer["scores"].tolist(),
+        [""] * len(answer["scores"]) if answer["p_values"] is None else answer["p_values"].tolist(),
+        answer["is_anomaly"].tolist(),
+    ]
+    if explain:
+        header.append("explanation")
+        columns.append(
+            [
+                " ".join(
+                    f"{item['feature']}:{item['contribution']:.3f}"
+                    for item in row
+                    if item["contribution"] is not None
+                )
+                for row in answer["explanations"]
+            ]
+        )
+    _answer_to_csv(header, columns)
 
 
 if __name__ == "__main__":

@@ -84,8 +84,17 @@ def _nothing(response: httpx.Response) -> None:
     return None
 
 
-def _rows(X: Any) -> list[list[float]]:
-    return np.asarray(X, dtype=np.float64).reshape(len(X), -1).tolist()
+def _rows(X: Any) -> list[list[float | None]]:
+    """Rows for a JSON body; NaN (a missing feature) goes as null."""
+    matrix = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    rows = matrix.tolist()
+    if np.isnan(matrix).any():
+        rows = [[None if value != value else value for value in row] for row in rows]
+    return rows
+
+
+def _nan(rows: list[list[float | None]]) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
 
 
 def _npy(X: Any) -> bytes:
@@ -115,11 +124,27 @@ def _score(response: httpx.Response) -> np.ndarray:
 
 def _anomalies(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
-    return {
+    answer = {
         "scores": np.asarray(body["scores"]),
         "is_anomaly": np.asarray(body["is_anomaly"], dtype=bool),
         "threshold": body["threshold"],
+        "p_values": None if body.get("p_values") is None else np.asarray(body["p_values"]),
     }
+    if body.get("explanations") is not None:
+        answer["explanations"] = body["explanations"]
+    return answer
+
+
+def _conditionals(response: httpx.Response) -> list[dict[str, np.ndarray]]:
+    return [
+        {name: np.asarray(value) for name, value in result.items()}
+        for result in response.json()["results"]
+    ]
+
+
+def _imputed(response: httpx.Response) -> tuple[np.ndarray, np.ndarray]:
+    body = response.json()
+    return np.asarray(body["data"], dtype=float), _nan(body["std"])
 
 
 def _sample(response: httpx.Response) -> tuple[np.ndarray, np.ndarray]:
@@ -340,11 +365,16 @@ class _Operations:
         X: Any,
         *,
         threshold: float | None = None,
+        contamination: float | None = None,
+        explain: bool = False,
         version: int | None = None,
     ):
-        body: dict[str, Any] = {"data": _rows(X)}
+        """scores, is_anomaly, threshold, p_values (and explanations with ``explain``)."""
+        body: dict[str, Any] = {"data": _rows(X), "explain": explain}
         if threshold is not None:
             body["threshold"] = threshold
+        if contamination is not None:
+            body["contamination"] = contamination
         return self._call(
             _Call(
                 "POST",
@@ -374,6 +404,35 @@ class _Operations:
                 params={"version": version},
             )
         )
+
+    def condition(self, model_id: str, X: Any, *, version: int | None = None):
+        """Per row, the conditional mixture of its NaN features given the others:
+        dicts of ``missing``, ``weights``, ``means``, ``covariances`` (NumPy arrays)."""
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/condition",
+                _conditionals,
+                json={"data": _rows(X)},
+                params={"version": version},
+            )
+        )
+
+    def impute(self, model_id: str, X: Any, *, version: int | None = None):
+        """(X with each NaN replaced by its conditional mean, the conditional std; NaN where given)."""
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/impute",
+                _imputed,
+                json={"data": _rows(X)},
+                params={"version": version},
+            )
+        )
+
+    def monitoring(self, model_id: str):
+        """Live scores of the active version against its training scores."""
+        return self._call(_Call("GET", f"/v1/models/{model_id}/monitoring", _json))
 
     # versions
     def versions(self, model_id: str, *, limit: int = 50, cursor: str | None = None):

@@ -182,9 +182,16 @@ def fast_json_matrix(
 
 
 def matrix_from_csv(
-    body: bytes, *, max_rows: int | None = None, max_features: int | None = None
+    body: bytes,
+    *,
+    max_rows: int | None = None,
+    max_features: int | None = None,
+    allow_missing: bool = False,
 ) -> np.ndarray:
-    """A matrix from CSV text, with or without a header row."""
+    """A matrix from CSV text, with or without a header row.
+
+    With ``allow_missing``, an empty cell is a missing feature (NaN).
+    """
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -192,11 +199,14 @@ def matrix_from_csv(
     rows = [row for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
     if rows and not _is_numeric_row(rows[0]):
         rows = rows[1:]  # a header
-    parsed: list[list[float]] = []
+    parsed: list[list[float | None]] = []
     problems: list[FieldError] = []
     for i, row in enumerate(rows):
-        values = []
+        values: list[float | None] = []
         for j, cell in enumerate(row):
+            if allow_missing and not cell.strip():
+                values.append(None)
+                continue
             try:
                 value = float(cell)
             except ValueError:
@@ -208,7 +218,9 @@ def matrix_from_csv(
             break
     if problems:
         raise Invalid("CSV cells must be numbers", problems)
-    return matrix_from_rows(parsed, max_rows=max_rows, max_features=max_features)
+    return matrix_from_rows(
+        parsed, max_rows=max_rows, max_features=max_features, allow_missing=allow_missing
+    )
 
 
 def _is_numeric_row(row: list[str]) -> bool:

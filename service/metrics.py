@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from .cache import ModelCache
 from .db import Database
 from .db.tables import JobRow, JobStatus
+from .gmm import drift
 
 __all__ = ["Metrics"]
 
@@ -50,6 +51,33 @@ class _StateCollector(Collector):
         misses.add_metric([], self.cache.misses)
         yield hits
         yield misses
+        yield from self._drift()
+
+    def _drift(self) -> Iterator:
+        """Per served version with live traffic: its scores against the training scores."""
+        families = {
+            name: GaugeMetricFamily(f"gmm_live_{name}", help_, labels=["model_id", "version"])
+            for name, help_ in (
+                ("rows_scored", "Rows scored by this process since the version loaded."),
+                ("mean_log_likelihood", "Mean log-likelihood of the rows scored live."),
+                ("training_mean_log_likelihood", "Mean log-likelihood of the training rows."),
+                ("flagged_fraction", "Share of live rows above the anomaly threshold."),
+                ("ks_statistic", "Kolmogorov-Smirnov distance, live against training scores."),
+            )
+        }
+        for served in self.cache.entries():
+            if served.training_scores is None or served.live.count == 0:
+                continue
+            report = drift(served.training_scores, served.live)
+            labels = [served.model_id, str(served.version)]
+            families["rows_scored"].add_metric(labels, report.n_scored)
+            families["mean_log_likelihood"].add_metric(labels, report.mean_log_likelihood)
+            families["training_mean_log_likelihood"].add_metric(
+                labels, report.training_mean_log_likelihood
+            )
+            families["flagged_fraction"].add_metric(labels, report.flagged_fraction)
+            families["ks_statistic"].add_metric(labels, report.ks_statistic)
+        yield from families.values()
 
 
 class Metrics:

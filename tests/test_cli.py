@@ -115,3 +115,18 @@ def test_select_rejects_a_malformed_grid(live_url, tmp_path):
     data = _csv(tmp_path / "blobs.csv", three_blobs())
     result = CliRunner().invoke(main, ["select", data, "-k", "two", "--url", live_url])
     assert result.exit_code != 0 and "1..9" in result.output
+
+
+def test_anomalies_prints_scores_p_values_and_explanations(live_url, tmp_path):
+    runner = CliRunner()
+    data = _csv(tmp_path / "blobs.csv", three_blobs())
+    fitted = runner.invoke(main, ["fit", data, "-k", "3", "--random-state", "0", "--url", live_url])
+    model_id = json.loads(fitted.stdout)["id"]
+    odd = tmp_path / "odd.csv"
+    odd.write_text("x,y\n0,0\n30,30\n6,\n")
+    result = runner.invoke(main, ["anomalies", model_id, str(odd), "--explain", "--url", live_url])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "score,p_value,is_anomaly,explanation"
+    assert lines[1].split(",")[2] == "False" and lines[2].split(",")[2] == "True"
+    assert len(lines) == 4 and lines[3].split(",")[3].startswith("0:")  # y was missing

@@ -139,3 +139,20 @@ def test_the_progress_bar_names_the_candidate_of_a_selection(capsys):
         }
     )
     assert "candidate 3/8 done, now k=4 tied" in capsys.readouterr().err
+
+
+def test_the_client_sends_nan_as_a_missing_feature_and_gets_conditionals(live_url):
+    with Client(live_url) as gmm:
+        model = gmm.create_model(n_components=3, random_state=0)
+        gmm.fit(model["id"], data=three_blobs(), wait=True)
+        rows = np.array([[0.0, np.nan], [6.0, 0.0]])
+        scores = gmm.score(model["id"], rows)
+        assert np.isfinite(scores).all()
+        (first, second) = gmm.condition(model["id"], rows)
+        assert first["missing"].tolist() == [1] and second["missing"].tolist() == []
+        filled, std = gmm.impute(model["id"], rows)
+        assert np.isfinite(filled).all() and np.isnan(std[0, 0]) and std[0, 1] > 0
+        flagged = gmm.anomalies(model["id"], [[0.0, 0.0], [30.0, 30.0]], explain=True)
+        assert flagged["p_values"][1] < flagged["p_values"][0]
+        assert len(flagged["explanations"][1]) == 2
+        assert gmm.monitoring(model["id"])["n_scored"] == 4

@@ -177,3 +177,12 @@ def test_explain_on_a_one_feature_model_is_422(client):
         422,
     )
     assert problem["errors"][0]["pointer"] == "#/explain"
+
+
+def test_metrics_report_live_scores_per_served_version(client):
+    model_id = fitted_model(client)
+    client.post(f"/v1/models/{model_id}/score", json={"data": TRAIN[:50].tolist()})
+    text = client.get("/metrics").text
+    labels = f'model_id="{model_id}",version="1"'
+    assert f"gmm_live_rows_scored{{{labels}}} 50.0" in text
+    assert f"gmm_live_ks_statistic{{{labels}}}" in text
