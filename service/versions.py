@@ -20,6 +20,7 @@ from .db.tables import ModelRow, ModelStatus, ModelVersionRow, VersionSource, ut
 from .errors import Conflict, FieldError, Invalid, NotFound
 from .gmm import MixtureParameters, ScoreDistribution, ScoreReservoir
 from .gmm.exchange import InvalidParametersError, parameters_from_arrays, sklearn_attributes
+from .models import CONFIG_FIELDS
 from .pagination import Page, paginate_descending
 
 __all__ = [
@@ -39,18 +40,7 @@ __all__ = [
 ]
 
 # The model settings a version records (everything but the name).
-FIT_CONFIG_FIELDS = (
-    "n_components",
-    "covariance_type",
-    "tol",
-    "reg_covar",
-    "max_iter",
-    "n_init",
-    "init_params",
-    "random_state",
-    "dtype",
-    "contamination",
-)
+FIT_CONFIG_FIELDS = tuple(name for name in CONFIG_FIELDS if name != "name")
 # An imported mixture without a threshold gets one from this many of its own samples.
 _THRESHOLD_SAMPLES = 100_000
 
