@@ -217,12 +217,67 @@ def row(label: str, payload: Payload, result: Result, floor: Result | None) -> s
     )
 
 
+def cutover() -> None:
+    """What a body of each size costs on the event loop, against one thread hop."""
+    import anyio
+
+    from service.api.routers.inference import _encode, _parse
+    from service.api.schemas import ScoreRequest
+    from service.cache import ServedVersion
+    from service.config import Settings
+    from service.gmm import FitConfig, fit_mixture
+    from service.gmm.kernels import pin_blas_to_one_thread
+    from service.inference import score
+
+    pin_blas_to_one_thread()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, N_FEATURES))
+    fitted = fit_mixture(X, FitConfig(n_components=N_COMPONENTS, random_state=0, max_iter=5))
+    served = ServedVersion("m", 1, fitted.parameters, 1.0)
+    settings = Settings()
+
+    def best_of(function, repeats: int) -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - started)
+        return min(times) * 1e6
+
+    async def hop() -> float:
+        times = []
+        for _ in range(2000):
+            started = time.perf_counter()
+            await anyio.to_thread.run_sync(lambda: None)
+            times.append(time.perf_counter() - started)
+        return float(np.median(times)) * 1e6
+
+    print(f"thread hop (anyio.to_thread, median): {anyio.run(hop):.0f} us")
+    print(f"{'rows':>6} {'body KiB':>9} {'parse+score+encode us':>22}")
+    for rows in (1, 10, 50, 100, 250, 500, 1000, 4000):
+        body = orjson.dumps({"data": X[:rows].tolist()})
+
+        def work(body=body) -> None:
+            _, matrix = _parse(ScoreRequest, "application/json", body, {}, served, settings)
+            _encode(score(served, matrix), "json", "log_likelihood")
+
+        print(f"{rows:>6} {len(body) / 1024:9.1f} {best_of(work, 200):22.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="1 and 100 rows only, 3 s each")
+    parser.add_argument(
+        "--cutover",
+        action="store_true",
+        help="in-process: what each body size costs on the loop, against a thread hop",
+    )
     args = parser.parse_args()
+    if args.cutover:
+        cutover()
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install --no-install-recommends wrk")
     seconds = 3.0 if args.quick else args.seconds
