@@ -34,7 +34,8 @@ def predict(
 def score(served: ServedVersion, data: np.ndarray) -> dict[str, Any]:
     log_likelihood = served.parameters.score_samples(data)
     served.live.add(-log_likelihood)
-    return {"log_likelihood": log_likelihood, "mean_log_likelihood": float(log_likelihood.mean())}
+    mean = float(log_likelihood.sum()) / len(log_likelihood)  # np.mean costs more for a few
+    return {"log_likelihood": log_likelihood, "mean_log_likelihood": mean}
 
 
 def _threshold(

@@ -24,9 +24,20 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and every extra field."""
 
+    _second = -1
+    _second_text = ""
+
+    def _time(self, created: float) -> str:
+        """ISO 8601 UTC with milliseconds; the seconds part is formatted once a second."""
+        second = int(created)
+        if second != self._second:
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._second_text}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

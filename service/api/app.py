@@ -15,6 +15,7 @@ from ..db import Database
 from ..metrics import Metrics
 from ..serving import VersionResolver
 from ..worker import Worker
+from .hot import HotPath
 from .limits import BodySizeLimit
 from .observe import RequestObserver
 from .problems import install_problem_handlers
@@ -81,6 +82,9 @@ def create_app(
     # The inference routes first: the router tries routes in order, and they are the hot path.
     for router in (inference.router, datasets.router, models.router, jobs.router, health.router):
         app.include_router(router)
+    app.add_middleware(  # innermost
+        HotPath, routes=inference.router.routes, names=inference.MATRIX_ROUTES
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(  # outermost: sees every answer
         RequestObserver, metrics=metrics, record_metrics=settings.metrics_enabled

@@ -16,7 +16,13 @@ from ..errors import FieldError, Invalid, ServiceError
 from ..gmm import GMMError
 from .responses import ProblemResponse
 
-__all__ = ["field_errors", "install_problem_handlers", "problem_response", "problems"]
+__all__ = [
+    "field_errors",
+    "install_problem_handlers",
+    "problem_for",
+    "problem_response",
+    "problems",
+]
 
 log = logging.getLogger("service.api")
 
@@ -67,11 +73,20 @@ def _summary(problems: list[FieldError]) -> str:
     return f"{first.pointer}: {first.detail}{more}"
 
 
-async def _on_service_error(request: Request, exc: ServiceError) -> ProblemResponse:
+def problem_for(exc: ServiceError | GMMError) -> ProblemResponse:
+    """The problem+json answer of an error of the service or of the EM core."""
+    if isinstance(exc, GMMError):
+        return problem_response(
+            422, str(exc), title="Unprocessable Content", type_=f"/problems/{exc.kind}"
+        )
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return problem_response(
         exc.status, exc.detail, title=exc.title, type_=exc.type, errors=exc.errors, headers=headers
     )
+
+
+async def _on_service_error(request: Request, exc: ServiceError) -> ProblemResponse:
+    return problem_for(exc)
 
 
 async def _on_validation(request: Request, exc: RequestValidationError) -> ProblemResponse:
@@ -86,9 +101,7 @@ async def _on_validation(request: Request, exc: RequestValidationError) -> Probl
 
 
 async def _on_gmm_error(request: Request, exc: GMMError) -> ProblemResponse:
-    return problem_response(
-        422, str(exc), title="Unprocessable Content", type_=f"/problems/{exc.kind}"
-    )
+    return problem_for(exc)
 
 
 async def _on_http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:

@@ -18,6 +18,7 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy import linalg
@@ -26,6 +27,7 @@ from ._validation import check_data_with_missing, check_sample_weight
 from .covariance import (
     COVARIANCE_TYPES,
     covariances_from_precisions_cholesky,
+    log_det_cholesky,
     n_parameters,
     precisions_cholesky_from_covariances,
 )
@@ -50,6 +52,9 @@ from .marginal import (
 __all__ = ["MixtureParameters"]
 
 _ARRAY_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
+_LOG_2PI = math.log(2.0 * math.pi)
+# Up to this many rows, a full model scores them without the quadratic-feature kernel.
+_FEW_ROWS = 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,10 +176,30 @@ class MixtureParameters:
 
     # --- probabilities ------------------------------------------------------------
 
+    @cached_property
+    def _log_constant(self) -> np.ndarray:
+        """``log pi_k - D/2 log(2 pi) + log det U_k``, shape (n_components, 1)."""
+        log_det = log_det_cholesky(self.precisions_cholesky, "full", self.n_features)
+        with np.errstate(divide="ignore"):
+            constant = np.log(self.weights) - 0.5 * self.n_features * _LOG_2PI + log_det
+        return constant[:, None]
+
+    def _few_rows_log_prob(self, X: np.ndarray) -> np.ndarray:
+        """``log pi_k + log N(x | k)`` for a handful of rows of a full model, shape (K, n).
+
+        The quadratic-feature kernel builds D(D+1)/2 feature rows with one NumPy
+        call each: right for thousands of rows, slow for a few. Here one batched
+        product ``(x - mu_k)^T U_k`` serves all components.
+        """
+        y = (X[None, :, :] - self.means[:, None, :]) @ self.precisions_cholesky
+        return self._log_constant - 0.5 * np.einsum("knd,knd->kn", y, y)
+
     def _map_rows(self, X: object, per_chunk):
         X, missing = check_data_with_missing(X, n_features=self.n_features, dtype=np.float64)
         if missing is not None:
             return [per_chunk(marginal_weighted_log_prob(self.missing_kernel, X, missing))]
+        if len(X) <= _FEW_ROWS and self.covariance_type == "full":
+            return [per_chunk(self._few_rows_log_prob(X))]
         kernel = self.kernel
         rows = chunk_rows(self.n_features, self.n_components)
 

@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 MAX_EXACT_SCORES = 1_000_000
+# A reservoir folds pending batches in once this many scores wait.
+_PENDING = 4096
 
 
 def check_contamination(contamination: float) -> float:
@@ -180,8 +182,11 @@ class ScoreReservoir:
 
     Reservoir sampling (Vitter's algorithm R, applied a batch at a time): after
     ``n`` scores, each of them is in the sample with probability
-    ``capacity / n``. Memory is fixed at ``capacity`` floats; each score costs
-    O(1). Safe to share between threads.
+    ``capacity / n``. Memory is fixed at ``capacity`` floats (plus at most
+    ``_PENDING`` scores not yet folded in); each score costs O(1). Batches are
+    folded in together once enough have arrived (or when the reservoir is read),
+    so that a stream of one-row batches does not pay NumPy's per-call cost on
+    every one. Safe to share between threads.
 
     Parameters
     ----------
@@ -208,45 +213,70 @@ class ScoreReservoir:
         self._count = 0
         self._total = 0.0
         self._flagged = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_size = 0
 
     def add(self, scores: object) -> None:
         """Add a batch of scores (NaN ones are skipped)."""
-        scores = np.asarray(scores, dtype=np.float64).ravel()
-        scores = scores[~np.isnan(scores)]
+        batch = np.asarray(scores, dtype=np.float64).ravel()
+        with self._lock:
+            self._pending.append(batch)
+            self._pending_size += batch.size
+            if self._pending_size >= _PENDING:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Fold the pending batches into the sample (the lock is held)."""
+        if not self._pending:
+            return
+        scores = np.concatenate(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        self._insert(scores)
+
+    def _insert(self, scores: np.ndarray) -> None:
+        nan = np.isnan(scores)
+        if nan.any():
+            scores = scores[~nan]
         if not scores.size:
             return
-        with self._lock:
-            seen = self._count + np.arange(scores.size)  # each score's 0-based position
-            slots = np.where(
-                seen < self.capacity,
-                seen,
-                np.floor(self._rng.random(scores.size) * (seen + 1)).astype(np.int64),
-            )
+        # (the lock is held by the caller)
+        # Until the sample is full every score is kept, in order (a plain copy).
+        fill = max(0, min(scores.size, self.capacity - self._count))
+        self._sample[self._count : self._count + fill] = scores[:fill]
+        rest = scores[fill:]
+        if rest.size:
+            seen = self._count + fill + np.arange(rest.size)  # 0-based positions
+            slots = np.floor(self._rng.random(rest.size) * (seen + 1)).astype(np.int64)
             keep = slots < self.capacity
             # Later scores overwrite earlier ones in the same slot, as one at a time would.
             reversed_slots = slots[keep][::-1]
             unique_slots, last = np.unique(reversed_slots, return_index=True)
-            self._sample[unique_slots] = scores[keep][::-1][last]
-            self._count += int(scores.size)
-            self._total += float(scores.sum())
-            if self.threshold is not None:
-                self._flagged += int(np.count_nonzero(scores > self.threshold))
+            self._sample[unique_slots] = rest[keep][::-1][last]
+        self._count += int(scores.size)
+        self._total += float(scores.sum())
+        if self.threshold is not None:
+            self._flagged += int(np.count_nonzero(scores > self.threshold))
 
     @property
     def count(self) -> int:
         """Scores added so far."""
-        return self._count
+        with self._lock:
+            self._fold()
+            return self._count
 
     @property
     def mean(self) -> float:
         """Mean of every score added (NaN before the first)."""
         with self._lock:
+            self._fold()
             return self._total / self._count if self._count else math.nan
 
     @property
     def flagged_fraction(self) -> float:
         """Fraction of the scores above ``threshold`` (NaN without a threshold or scores)."""
         with self._lock:
+            self._fold()
             if self.threshold is None or not self._count:
                 return math.nan
             return self._flagged / self._count
@@ -254,6 +284,7 @@ class ScoreReservoir:
     def sample(self) -> np.ndarray:
         """A copy of the sample, shape (min(count, capacity),)."""
         with self._lock:
+            self._fold()
             return self._sample[: min(self._count, self.capacity)].copy()
 
 

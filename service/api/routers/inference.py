@@ -55,7 +55,11 @@ from ..schemas import (
     VersionNumber,
 )
 
-__all__ = ["INLINE_BODY_BYTES", "router"]
+__all__ = ["INLINE_BODY_BYTES", "MATRIX_ROUTES", "router"]
+
+# The routes service.api.hot dispatches without the router: they read their own
+# path, query, key and body.
+MATRIX_ROUTES = ("predict", "score", "anomalies", "condition", "impute")
 
 router = APIRouter(prefix="/v1/models", tags=["inference"])
 
