@@ -47,7 +47,13 @@ from .errors import (
 )
 from .hierarchical import agglomerate
 from .initialization import initial_responsibilities
-from .kernels import chunk_rows, log_resp_normalize, map_chunks, weighted_log_prob
+from .kernels import (
+    chunk_rows,
+    log_resp_normalize,
+    map_chunks,
+    serial_chunks,
+    weighted_log_prob,
+)
 from .mixture import MixtureParameters
 
 __all__ = [
@@ -614,10 +620,11 @@ def select_mixture(
     reporter = _Reporter(callback, len(cells), base.max_iter)
     n_jobs = max(1, min(n_jobs or min(4, os.cpu_count() or 1), len(cells)))
 
-    # Threads share the cores; BLAS stays on one thread in each. The starts are
+    # Candidate threads share the cores; BLAS stays on one thread in each. With
+    # one job, the kernels split each pass over their own threads instead. The starts are
     # queued first (the pool is first in, first out), so no task waits on one
     # that is not yet running.
-    executor = ThreadPoolExecutor(n_jobs) if n_jobs > 1 else _InlineExecutor()
+    executor = _CandidateThreads(n_jobs) if n_jobs > 1 else _InlineExecutor()
     with threadpool_limits(limits=1, user_api="blas"), executor as pool:
         trees = {}
         if hierarchical:
@@ -668,6 +675,18 @@ def select_mixture(
         raise CollapsedComponentError(None)
     winner = min(eligible, key=lambda i: getattr(candidates[i], criterion))
     return SelectionResult(criterion, candidates, candidates[winner], outcomes[winner][1])
+
+
+class _CandidateThreads(ThreadPoolExecutor):
+    """Threads that each keep their chunks to themselves: the parallelism is
+    across candidates, so the kernels' own chunk threads would only contend."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        def serially() -> Any:
+            with serial_chunks():
+                return fn(*args, **kwargs)
+
+        return super().submit(serially)
 
 
 class _InlineExecutor(Executor):
