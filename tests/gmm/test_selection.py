@@ -30,7 +30,7 @@ from service.gmm import (
 from service.gmm.selection import spurious_reason
 
 from ..external import require, require_program
-from .conftest import make_blobs
+from .conftest import make_blobs, precisions_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MCLUST_MODELS = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII"}
@@ -57,13 +57,7 @@ def _sklearn_mixture(parameters: MixtureParameters) -> SklearnMixture:
     model.means_ = parameters.means
     model.covariances_ = parameters.covariances
     model.precisions_cholesky_ = parameters.precisions_cholesky
-    u = parameters.precisions_cholesky
-    model.precisions_ = {
-        "full": lambda: u @ np.transpose(u, (0, 2, 1)),
-        "tied": lambda: u @ u.T,
-        "diag": lambda: u**2,
-        "spherical": lambda: u**2,
-    }[parameters.covariance_type]()
+    model.precisions_ = precisions_of(parameters)
     model.converged_ = True
     model.n_features_in_ = parameters.n_features
     return model
