@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format bench bench-quick bench-load bench-missing openapi clean
+.PHONY: serve test lint format bench bench-quick bench-load bench-missing bench-select openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-load: $(VENV)/.installed-dev
 
 bench-missing: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_missing.py
+
+## bench-select: model selection over K = 1..9 x 4 covariance types against scikit-learn and mclust
+bench-select: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_select.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

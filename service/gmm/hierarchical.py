@@ -125,5 +125,49 @@ def agglomerate(
     if len(rows) == 1:
         return AgglomerativePartitions(rows, {k: np.zeros(1, dtype=np.intp) for k in wanted})
     tree = hierarchy.ward(TRANSFORMS[transform](np.asarray(X[rows], dtype=np.float64)))
-    cuts = hierarchy.cut_tree(tree, n_clusters=wanted)
-    return AgglomerativePartitions(rows, {k: cuts[:, i] for i, k in enumerate(wanted)})
+    return AgglomerativePartitions(rows, cut_tree(tree, wanted))
+
+
+def cut_tree(tree: np.ndarray, n_clusters: Sequence[int]) -> dict[int, np.ndarray]:
+    """The partitions a linkage's first merges make, for each number of clusters.
+
+    Replays the merges in order with a union-find (SciPy's ``cut_tree`` does the
+    same in a slower Python loop), taking a snapshot when ``K`` clusters remain.
+
+    Parameters
+    ----------
+    tree : ndarray of shape (n_rows - 1, 4)
+        A SciPy linkage matrix.
+    n_clusters : sequence of int
+        Each in ``1 .. n_rows``.
+
+    Returns
+    -------
+    dict of int to ndarray of shape (n_rows,)
+        Labels in ``0 .. K-1``, numbered in order of first appearance.
+    """
+    n_rows = len(tree) + 1
+    parent = np.arange(2 * n_rows - 1)
+    cuts = {}
+    wanted = set(n_clusters)
+    for merged in range(n_rows):
+        remaining = n_rows - merged
+        if remaining in wanted:
+            roots = parent[:n_rows].copy()
+            for _ in range(merged):  # path compression, vectorised
+                following = parent[roots]
+                if np.array_equal(following, roots):
+                    break
+                roots = following
+            cuts[remaining] = np.unique(roots, return_inverse=True)[1].astype(np.intp)
+        if merged < n_rows - 1:
+            left, right = int(tree[merged, 0]), int(tree[merged, 1])
+            parent[left] = parent[right] = n_rows + merged
+    return {k: _first_appearance(cuts[k]) for k in n_clusters}
+
+
+def _first_appearance(labels: np.ndarray) -> np.ndarray:
+    """Relabel so that clusters are numbered in the order their first row appears."""
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(np.argsort(first))
+    return order[labels]

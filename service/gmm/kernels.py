@@ -29,7 +29,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -44,6 +44,7 @@ __all__ = [
     "e_step_statistics",
     "map_chunks",
     "pin_blas_to_one_thread",
+    "serial_chunks",
     "weighted_log_prob",
 ]
 
@@ -344,12 +345,30 @@ def pin_blas_to_one_thread() -> None:
     _blas_pinned = True
 
 
+_serial = threading.local()
+
+
+@contextmanager
+def serial_chunks() -> Iterator[None]:
+    """Within this block, :func:`map_chunks` runs in the calling thread.
+
+    For callers that already keep the cores busy with threads of their own
+    (model selection fits several candidates at once).
+    """
+    previous = getattr(_serial, "active", False)
+    _serial.active = True
+    try:
+        yield
+    finally:
+        _serial.active = previous
+
+
 def map_chunks(function: Callable[[slice], T], n_samples: int, rows: int) -> Iterator[T]:
     """Apply ``function`` to each row slice, in threads, yielding in slice order."""
     slices = _chunk_slices(n_samples, rows)
     controller, pool = _runtime()
     with nullcontext() if _blas_pinned else controller.limit(limits=1, user_api="blas"):
-        if len(slices) == 1 or _N_THREADS == 1:
+        if len(slices) == 1 or _N_THREADS == 1 or getattr(_serial, "active", False):
             yield from map(function, slices)
         else:
             yield from pool.map(function, slices)

@@ -7,8 +7,8 @@ For every candidate in the grid the selection
    from ``n_init`` starts of ``init_params`` (k-means by default). The starts of
    one ``K`` are computed once and shared by every covariance type: they are
    partitions of the data, which do not depend on the covariance type;
-2. runs a few EM iterations from each start, then carries on the most likely
-   start to convergence (and, if that one turns out spurious, the next one);
+2. runs EM from each start and keeps the most likely fit that is not spurious
+   (the most likely spurious one when every start is);
 3. scores the result: the total log-likelihood, scikit-learn's ``bic()`` and
    ``aic()``, and mclust's ICL (BIC plus twice the entropy of the
    responsibilities), in scikit-learn's sign (lower is better);
@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,7 +47,13 @@ from .errors import (
 )
 from .hierarchical import agglomerate
 from .initialization import initial_responsibilities
-from .kernels import chunk_rows, log_resp_normalize, map_chunks, weighted_log_prob
+from .kernels import (
+    chunk_rows,
+    log_resp_normalize,
+    map_chunks,
+    serial_chunks,
+    weighted_log_prob,
+)
 from .mixture import MixtureParameters
 
 __all__ = [
@@ -60,8 +66,6 @@ __all__ = [
 
 CRITERIA = ("bic", "aic", "icl")
 
-# EM iterations each start gets before the most likely one is carried on.
-_SCREEN_ITER = 10
 # Selection compares likelihoods across candidates, so it converges further than
 # a single fit's default (scikit-learn's 1e-3 leaves up to ~1 of BIC on the table).
 _DEFAULT_TOL = 1e-5
@@ -84,7 +88,7 @@ class Candidate:
     n_components, covariance_type :
         The model.
     converged, n_iter :
-        Of the kept start's EM (``n_iter`` counts its screening iterations too).
+        Of the kept start's EM.
     log_likelihood : float or None
         Total (weighted) log-likelihood of the data under the fitted parameters.
     n_parameters : int
@@ -351,11 +355,50 @@ class _Data:
     base: FitConfig
 
 
-@dataclass
-class _Starts:
-    """The starting partitions of one ``K``: (name, rows or None for all, responsibilities)."""
+# A start: its name, the rows its partition covers (None: all), and the
+# partition as responsibilities of shape (n_rows, n_components).
+_Start = tuple[str, np.ndarray | None, np.ndarray]
 
-    partitions: list[tuple[str, np.ndarray | None, np.ndarray]] = field(default_factory=list)
+
+def _hard_labels(resp: np.ndarray) -> np.ndarray | None:
+    """The cluster of each row, when the responsibilities are a hard partition."""
+    labels = resp.argmax(axis=1)
+    hard = np.array_equal(resp.sum(axis=1), np.ones(len(resp))) and np.all(
+        resp[np.arange(len(resp)), labels] == 1.0
+    )
+    return labels if hard else None
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label vectors split the rows alike, whatever the clusters are called."""
+    pairs = np.unique(np.stack([a, b]), axis=1).shape[1]
+    return pairs == len(np.unique(a)) == len(np.unique(b))
+
+
+def _repeats(start: _Start, earlier: _Start) -> bool:
+    """Whether ``earlier`` already partitions every row ``start`` covers the same way.
+
+    Such a start would run EM from the M-step of the same clusters (estimated,
+    for a subset start, from fewer of their rows): the same start.
+    """
+    (_, rows, resp), (_, earlier_rows, earlier_resp) = start, earlier
+    labels, earlier_labels = _hard_labels(resp), _hard_labels(earlier_resp)
+    if labels is None or earlier_labels is None:
+        return False
+    if earlier_rows is None:
+        return _same_partition(labels, earlier_labels if rows is None else earlier_labels[rows])
+    if rows is not None and np.array_equal(rows, earlier_rows):
+        return _same_partition(labels, earlier_labels)
+    return False
+
+
+def _distinct(starts: list[_Start]) -> list[_Start]:
+    """The starts that do not repeat an earlier one."""
+    kept: list[_Start] = []
+    for start in starts:
+        if not any(_repeats(start, earlier) for earlier in kept):
+            kept.append(start)
+    return kept
 
 
 @dataclass
@@ -364,6 +407,7 @@ class _Reporter:
 
     callback: SelectionCallback | None
     total: int
+    max_iter: int
     lock: threading.Lock = field(default_factory=threading.Lock)
     cancelled: threading.Event = field(default_factory=threading.Event)
     completed: int = 0
@@ -375,7 +419,9 @@ class _Reporter:
             return
         with self.lock:
             stop = self.callback(
-                SelectionProgress(total=self.total, completed=self.completed, **progress)
+                SelectionProgress(
+                    total=self.total, completed=self.completed, max_iter=self.max_iter, **progress
+                )
             )
         if stop:
             self.cancelled.set()
@@ -403,37 +449,29 @@ def _start_parameters(
 
 def _fit_candidate(
     data: _Data,
-    starts: _Starts,
+    starts: Future,
     n_components: int,
     covariance_type: str,
     index: int,
     reporter: _Reporter,
 ) -> tuple[Candidate, FitResult | None]:
-    began = time.perf_counter()
-    base = data.base
-    config = replace(base, n_components=n_components, covariance_type=covariance_type, n_init=1)
-    n_starts = len(starts.partitions)
+    """EM from every start of this ``K``; keep the most likely non-spurious fit."""
     where = {"n_components": n_components, "covariance_type": covariance_type, "index": index}
-    reporter.report(
-        {
-            **where,
-            "start": 0,
-            "n_starts": n_starts,
-            "iteration": 0,
-            "max_iter": base.max_iter,
-            "lower_bound": None,
-        }
+    reporter.report({**where, "start": 0, "n_starts": 0, "iteration": 0, "lower_bound": None})
+    partitions: list[_Start] = starts.result()
+    began = time.perf_counter()
+    config = replace(
+        data.base, n_components=n_components, covariance_type=covariance_type, n_init=1
     )
 
-    def callback_for(start: int, offset: int) -> Callable[[FitProgress], bool]:
+    def callback_for(start: int) -> Callable[[FitProgress], bool]:
         def callback(progress: FitProgress) -> bool:
             reporter.report(
                 {
                     **where,
                     "start": start,
-                    "n_starts": n_starts,
-                    "iteration": offset + progress.iteration,
-                    "max_iter": base.max_iter,
+                    "n_starts": len(partitions),
+                    "iteration": progress.iteration,
                     "lower_bound": progress.lower_bound,
                 }
             )
@@ -441,88 +479,45 @@ def _fit_candidate(
 
         return callback
 
-    # Screen: a few iterations from every start.
-    screened: list[tuple[str, int, FitResult]] = []
-    last_error: GMMError | None = None
-    screen = replace(config, max_iter=min(_SCREEN_ITER, base.max_iter))
-    for start, (name, rows, resp) in enumerate(starts.partitions):
+    kept: tuple[tuple[bool, float], str, FitResult] | None = None
+    error: GMMError | None = None
+    for start, (name, rows, resp) in enumerate(partitions):
         try:
-            initial = _start_parameters(data, rows, resp, covariance_type)
             fit = fit_mixture(
                 data.X,
-                screen,
+                config,
                 sample_weight=data.sample_weight,
-                warm_start=initial,
-                callback=callback_for(start, 0),
+                warm_start=_start_parameters(data, rows, resp, covariance_type),
+                callback=callback_for(start),
             )
         except CollapsedComponentError as exc:
-            last_error = exc
+            error = exc
             continue
-        screened.append((name, start, fit))
-
-    # Carry on the most likely screened starts (not yet spurious first) until one
-    # ends non-spurious; keep the best of those carried on.
-    def screened_order(item: tuple[str, int, FitResult]) -> tuple[bool, float]:
-        fit = item[2]
-        flagged = _spurious(data, fit.parameters) is not None
-        return (flagged, -fit.lower_bound)
-
-    kept: tuple[Candidate, FitResult] | None = None
-    for name, start, fit in sorted(screened, key=screened_order):
-        if not fit.converged and fit.n_iter < base.max_iter:
-            try:
-                more = fit_mixture(
-                    data.X,
-                    replace(config, max_iter=base.max_iter - fit.n_iter),
-                    sample_weight=data.sample_weight,
-                    warm_start=fit.parameters,
-                    callback=callback_for(start, fit.n_iter),
-                )
-            except CollapsedComponentError as exc:
-                last_error = exc
-                continue
-            fit = FitResult(
-                more.parameters,
-                more.converged,
-                fit.n_iter + more.n_iter,
-                more.lower_bound,
-                fit.lower_bound_history + more.lower_bound_history,
-                more.n_samples,
-            )
-        candidate = _score(data, fit, name, covariance_type)
-        if (
-            kept is None
-            or (kept[0].spurious and not candidate.spurious)
-            or (
-                kept[0].spurious == candidate.spurious
-                and candidate.log_likelihood > kept[0].log_likelihood
-            )
-        ):
-            kept = (candidate, fit)
-        if not candidate.spurious:
-            break
-    seconds = time.perf_counter() - began
-    reporter.done()
+        # Non-spurious first, then the most likely (as n_init keeps the best).
+        preference = (_spurious(data, fit.parameters) is None, fit.lower_bound)
+        if kept is None or preference > kept[0]:
+            kept = (preference, name, fit)
     if kept is None:
-        error = last_error or CollapsedComponentError(None)
-        return (
-            Candidate(
-                n_components,
-                covariance_type,
-                n_parameters=n_parameters(n_components, data.X.shape[1], covariance_type),
-                seconds=seconds,
-                error={"type": error.kind, "detail": str(error)},
-            ),
-            None,
+        error = error or CollapsedComponentError(None)
+        candidate = Candidate(
+            n_components,
+            covariance_type,
+            n_parameters=n_parameters(n_components, data.X.shape[1], covariance_type),
+            error={"type": error.kind, "detail": str(error)},
         )
-    return replace(kept[0], seconds=seconds), kept[1]
+        fit = None
+    else:
+        _, name, fit = kept
+        candidate = _score(data, fit, name)
+    reporter.done()
+    return replace(candidate, seconds=time.perf_counter() - began), fit
 
 
 def _spurious(data: _Data, parameters: MixtureParameters) -> str | None:
     return spurious_reason(parameters, data.total_weight, data.base.reg_covar, data.data_scale)
 
 
-def _score(data: _Data, fit: FitResult, start: str, covariance_type: str) -> Candidate:
+def _score(data: _Data, fit: FitResult, start: str) -> Candidate:
     parameters = fit.parameters
     log_likelihood, entropy = _log_likelihood_and_entropy(parameters, data.X, data.sample_weight)
     p = parameters.n_parameters
@@ -530,7 +525,7 @@ def _score(data: _Data, fit: FitResult, start: str, covariance_type: str) -> Can
     reason = _spurious(data, parameters)
     return Candidate(
         parameters.n_components,
-        covariance_type,
+        parameters.covariance_type,
         converged=fit.converged,
         n_iter=fit.n_iter,
         log_likelihood=log_likelihood,
@@ -547,7 +542,7 @@ def _score(data: _Data, fit: FitResult, start: str, covariance_type: str) -> Can
 # --- starts ---------------------------------------------------------------------
 
 
-def _kmeans_starts(data: _Data, n_components: int, reporter: _Reporter) -> list:
+def _kmeans_starts(data: _Data, n_components: int, reporter: _Reporter) -> list[_Start]:
     base = data.base
     seed = None if base.random_state is None else [base.random_state, n_components]
     rng = np.random.default_rng(seed)
@@ -622,16 +617,22 @@ def select_mixture(
     total_weight = float(len(X) if weights is None else weights.sum())
     data = _Data(X, weights, total_weight, float(np.max(np.var(X, axis=0))), base)
     cells = [(k, t) for k in ks for t in types]
-    reporter = _Reporter(callback, len(cells))
+    reporter = _Reporter(callback, len(cells), base.max_iter)
     n_jobs = max(1, min(n_jobs or min(4, os.cpu_count() or 1), len(cells)))
 
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_jobs) as pool:
+    # Candidate threads share the cores; BLAS stays on one thread in each. With
+    # one job, the kernels split each pass over their own threads instead. The starts are
+    # queued first (the pool is first in, first out), so no task waits on one
+    # that is not yet running.
+    executor = _CandidateThreads(n_jobs) if n_jobs > 1 else _InlineExecutor()
+    with threadpool_limits(limits=1, user_api="blas"), executor as pool:
         trees = {}
         if hierarchical:
             seed = None if base.random_state is None else [base.random_state]
             cuts = [k for k in ks if k <= min(n_effective, _MAX_AGGLOMERATED)]
             trees = {
-                name: agglomerate(
+                name: pool.submit(
+                    agglomerate,
                     X,
                     cuts,
                     sample_weight=weights,
@@ -641,20 +642,20 @@ def select_mixture(
                 )
                 for name, transform in _HIERARCHICAL_STARTS.items()
             }
-        kmeans = dict(
-            zip(ks, pool.map(lambda k: _kmeans_starts(data, k, reporter), ks), strict=True)
-        )
-        starts = {
-            k: _Starts(
-                [
+        kmeans = {k: pool.submit(_kmeans_starts, data, k, reporter) for k in ks}
+
+        def starts_of(k: int) -> list[_Start]:
+            cuts = [(name, tree.result()) for name, tree in trees.items()]
+            return _distinct(
+                kmeans[k].result()
+                + [
                     (name, tree.rows, tree.responsibilities(k))
-                    for name, tree in trees.items()
+                    for name, tree in cuts
                     if k in tree.labels
                 ]
-                + kmeans[k]
             )
-            for k in ks
-        }
+
+        starts = {k: pool.submit(starts_of, k) for k in ks}
         # The costliest candidates first, so the threads finish together.
         order = sorted(range(len(cells)), key=lambda i: -_cost(*cells[i], X.shape[1]))
         futures = {
@@ -665,6 +666,7 @@ def select_mixture(
             outcomes = [futures[i].result() for i in range(len(cells))]
         except BaseException:
             reporter.cancelled.set()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
     candidates = [c for c, _ in outcomes]
@@ -673,6 +675,30 @@ def select_mixture(
         raise CollapsedComponentError(None)
     winner = min(eligible, key=lambda i: getattr(candidates[i], criterion))
     return SelectionResult(criterion, candidates, candidates[winner], outcomes[winner][1])
+
+
+class _CandidateThreads(ThreadPoolExecutor):
+    """Threads that each keep their chunks to themselves: the parallelism is
+    across candidates, so the kernels' own chunk threads would only contend."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        def serially() -> Any:
+            with serial_chunks():
+                return fn(*args, **kwargs)
+
+        return super().submit(serially)
+
+
+class _InlineExecutor(Executor):
+    """Runs each task at once in the calling thread (``n_jobs=1``)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
 
 
 def _cost(n_components: int, covariance_type: str, n_features: int) -> float:
