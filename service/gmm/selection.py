@@ -58,6 +58,7 @@ from .mixture import MixtureParameters
 
 __all__ = [
     "CRITERIA",
+    "DEFAULT_TOL",
     "Candidate",
     "SelectionProgress",
     "SelectionResult",
@@ -68,7 +69,7 @@ CRITERIA = ("bic", "aic", "icl")
 
 # Selection compares likelihoods across candidates, so it converges further than
 # a single fit's default (scikit-learn's 1e-3 leaves up to ~1 of BIC on the table).
-_DEFAULT_TOL = 1e-5
+DEFAULT_TOL = 1e-5
 # Rows the hierarchical agglomeration sees at most (mclust's default subset).
 _MAX_AGGLOMERATED = 2000
 # The hierarchical starts: Ward's agglomeration of mclust's SVD-scaled data and
@@ -609,7 +610,7 @@ def select_mixture(
     CollapsedComponentError
         When no candidate could be fitted without collapsing.
     """
-    base = base or FitConfig(tol=_DEFAULT_TOL)
+    base = base or FitConfig(tol=DEFAULT_TOL)
     X = check_data(X, dtype=np.float64 if base.dtype == "float64" else np.float32)
     weights = check_sample_weight(sample_weight, len(X))
     n_effective = len(X) if weights is None else int(np.count_nonzero(weights))

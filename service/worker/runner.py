@@ -39,6 +39,7 @@ from ..gmm import (
     fit_mixture,
     select_mixture,
 )
+from ..gmm.selection import DEFAULT_TOL as SELECTION_DEFAULT_TOL
 from ..idempotency import expire_keys
 from ..matrices import array_from_blob
 from ..metrics import Metrics
@@ -48,7 +49,6 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("service.worker")
 _HOUSEKEEPING_SECONDS = 300.0
-SELECTION_TOL = 1e-5  # select_mixture's own default
 
 
 @dataclass
@@ -177,7 +177,7 @@ def _select(inputs: _FitInputs, report: _Reporter) -> _Outcome:
     base = replace(
         fit_config(model),
         # comparing candidates wants well-converged likelihoods
-        tol=min(model.tol, SELECTION_TOL),
+        tol=min(model.tol, SELECTION_DEFAULT_TOL),
         n_init=options.get("n_init") or model.n_init,
         random_state=options.get("random_state", model.random_state),
     )
