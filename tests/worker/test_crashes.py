@@ -100,12 +100,12 @@ def test_restarting_the_api_loses_no_queued_job(settings, database, stop):
 
 
 def _queue_slow_selection(database: Database, settings) -> tuple[str, str]:
-    data = np.random.default_rng(0).normal(size=(20000, 3))
+    data = np.random.default_rng(0).normal(size=(8000, 3))
     with database.session() as session:
         model = create_model(
             session=session,
             tenant=PUBLIC_TENANT,
-            config={**DEFAULT_CONFIG, "max_iter": 300, "tol": 0.0},
+            config={**DEFAULT_CONFIG, "max_iter": 200, "tol": 0.0},
             settings=settings,
         )
         job = request_select(
