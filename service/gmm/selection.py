@@ -203,7 +203,9 @@ class SelectionProgress:
     completed : int
         Candidates finished so far (they may finish out of order).
     start, n_starts : int
-        Which EM start is running, of how many.
+        Which EM start is running, of how many (``n_starts`` is 0 in the
+        first call, before the candidate's starts are ready). Distinct starts
+        differ by ``K``: a start repeating another is skipped.
     iteration, max_iter : int
     lower_bound : float or None
     """
