@@ -31,7 +31,6 @@ from ...cache import ServedVersion
 from ...config import Settings
 from ...db.tables import ModelVersionRow
 from ...errors import FieldError, Invalid, NotFound, ServiceError
-from ...gmm.kernels import serial_chunks
 from ...matrices import fast_json_matrix, matrix_from_npy, matrix_from_rows
 from ..bodies import UnsupportedMediaType, content_type_of, is_json, parse_json
 from ..deps import DatabaseDep, TenantDep, VersionQuery, tenant_of
@@ -184,14 +183,7 @@ async def _answer(
 
     if len(body) <= INLINE_BODY_BYTES:
         return work()
-
-    def work_in_thread() -> Response:
-        # Concurrent requests already spread over the cores: each computes in its own
-        # thread rather than queueing chunks on the shared chunk pool.
-        with serial_chunks():
-            return work()
-
-    return await anyio.to_thread.run_sync(work_in_thread)
+    return await anyio.to_thread.run_sync(work)
 
 
 def _served(request: Request, tenant: str, model_id: str, version: int | None) -> ServedVersion:
