@@ -17,7 +17,7 @@ from ..worker import Worker
 from .limits import BodySizeLimit
 from .observe import RequestObserver
 from .problems import install_problem_handlers
-from .routers import datasets, health, jobs, models
+from .routers import datasets, health, jobs, models, ui
 from .schemas import (
     AnomalyRequest,
     DatasetCreate,
@@ -65,6 +65,8 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package by routers/ui.py, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = database
@@ -73,7 +75,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.worker = None
     install_problem_handlers(app)
-    for router in (datasets.router, models.router, jobs.router, health.router):
+    for router in (datasets.router, models.router, jobs.router, health.router, ui.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=metrics)  # outermost: sees every answer
