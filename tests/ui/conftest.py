@@ -44,7 +44,7 @@ def _serve(tmp_path: Path, **overrides) -> Iterator[str]:
     database = Database(url)
     upgrade(database.engine)
     settings = Settings(
-        database_url=url, worker_poll_seconds=0.02, progress_interval_seconds=0.0, **overrides
+        database_url=url, worker_poll_seconds=0.05, progress_interval_seconds=0.0, **overrides
     )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

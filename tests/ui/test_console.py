@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import io
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import pytest
 
 from tests.conftest import TERMINAL
+from tests.ui.conftest import LOOPBACK
 
 TIMES = "\N{MULTIPLICATION SIGN}"
 
@@ -47,6 +49,41 @@ def fitted_model(server: str, k: int = 3) -> str:
 def open_console(page, server: str, fragment: str = "") -> None:
     page.goto(f"{server}/ui{fragment}")
     page.wait_for_selector("#dataset-table")
+
+
+def test_the_first_load_is_under_300_ms_and_500_kb(browser, server):
+    # Playwright's request interception costs tens of ms per request, so this test
+    # watches requests instead of routing them. Each load is a first load (a fresh
+    # context, empty cache); the best of three keeps other processes' noise out.
+    loads, outside = [], []
+    for _ in range(3):
+        context = browser.new_context()
+        page = context.new_page()
+        page.on(
+            "request", lambda r: urlsplit(r.url).hostname not in LOOPBACK and outside.append(r.url)
+        )
+        page.goto(f"{server}/ui")
+        page.wait_for_selector("#dataset-table")
+        page.wait_for_load_state("networkidle")
+        loads.append(page.evaluate(FIRST_LOAD))
+        context.close()
+    best = min(loads, key=lambda t: t["ms"])
+    print(
+        f"first load: {best['ms']:.0f} ms (of {[round(t['ms']) for t in loads]}), "
+        f"{best['bytes'] / 1024:.0f} KB in {best['count']} requests"
+    )
+    assert not outside
+    assert best["ms"] < 300
+    assert 0 < best["bytes"] < 500 * 1024
+
+
+FIRST_LOAD = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const resources = performance.getEntriesByType('resource');
+  return { ms: nav.loadEventEnd - nav.startTime,
+           bytes: nav.transferSize + resources.reduce((s, r) => s + r.transferSize, 0),
+           count: resources.length + 1 };
+}"""
 
 
 def test_a_csv_dropped_on_the_page_is_uploaded_with_progress_and_previewed(page, server):
@@ -182,24 +219,6 @@ def test_ten_thousand_points_draw_and_redraw_while_the_page_stays_interactive(pa
     print(f"10,000 points: drawn in {draw_ms:.1f} ms, feature change to frame {redraw_ms:.1f} ms")
     assert draw_ms < 200
     assert redraw_ms < 250
-
-
-def test_the_first_load_is_under_300_ms_and_500_kb(page, server):
-    page.goto(f"{server}/ui")
-    page.wait_for_selector("#dataset-table")
-    page.wait_for_load_state("networkidle")
-    timing = page.evaluate(
-        """() => { const nav = performance.getEntriesByType('navigation')[0];
-             const resources = performance.getEntriesByType('resource');
-             return { ms: nav.loadEventEnd - nav.startTime,
-                      bytes: nav.transferSize + resources.reduce((s, r) => s + r.transferSize, 0),
-                      count: resources.length + 1 }; }"""
-    )
-    print(
-        f"first load: {timing['ms']:.0f} ms, {timing['bytes'] / 1024:.0f} KB in {timing['count']} requests"
-    )
-    assert timing["ms"] < 300
-    assert 0 < timing["bytes"] < 500 * 1024
 
 
 def test_the_docs_list_every_operation_from_files_the_service_serves(page, server):
