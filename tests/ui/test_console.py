@@ -229,3 +229,81 @@ def test_the_docs_list_every_operation_from_files_the_service_serves(page, serve
     page.wait_for_function(f"document.querySelectorAll('.opblock').length === {operations}")
     assert page.locator(".opblock").count() == operations
     assert page.locator(".opblock-summary-path").first.inner_text().startswith("/")
+
+
+def test_a_selection_the_server_cannot_run_shows_the_problems_detail(page, server):
+    model_id = fitted_model(server, k=2)
+    page.watch.expect_http_error(404, f"/v1/models/{model_id}/versions")
+    page.watch.expect_http_error(404, f"/v1/models/{model_id}/select")
+    open_console(page, server, f"#/models/{model_id}")
+    page.wait_for_selector("[data-testid=model-scatter] canvas")
+    page.click("#select-button")
+    error = page.locator("[data-testid=action-error]")
+    error.wait_for()
+    page.wait_for_function("document.querySelector('[data-testid=action-error]').textContent")
+    assert error.inner_text().startswith("404: ")
+
+
+# The routes below land from other issues (DESIGN.md "Contract, part 2"); until then
+# the page is checked against answers shaped as the contract says.
+
+
+def test_versions_are_listed_and_an_inactive_one_can_be_activated(page, server):
+    model_id = fitted_model(server, k=2)
+    activated = []
+    versions = {
+        "items": [
+            {"version": v, "active": v == 2, "created_at": "2026-11-22T05:02:29Z",
+             "job_id": f"job_{v}", "dataset_id": "ds_1", "dataset_sha256": "0" * 64,
+             "config": {}, "fit_summary": {"lower_bound": -4.2 + v}, "anomaly_threshold": 8.0,
+             "source": "fit"}
+            for v in (2, 1)
+        ],
+        "next_cursor": None,
+    }  # fmt: skip
+    page.route(f"**/v1/models/{model_id}/versions", lambda r: r.fulfill(json=versions))
+
+    def activate(route):
+        activated.append(route.request.post_data_json)
+        route.fulfill(json=httpx.get(f"{server}/v1/models/{model_id}").json())
+
+    page.route(f"**/v1/models/{model_id}/activate", activate)
+    open_console(page, server, f"#/models/{model_id}")
+    table = page.locator("[data-testid=versions-table]")
+    table.wait_for()
+    assert table.locator("tbody tr").count() == 2
+    assert "(active)" in table.locator("tbody tr").first.inner_text()
+    page.click("text=Activate 1")
+    page.wait_for_selector("#notice:has-text('Version 1 is active')")
+    assert activated == [{"version": 1}]
+
+
+def test_a_model_made_by_a_selection_shows_bic_and_aic_by_k(page, server):
+    model_id = fitted_model(server, k=2)
+    page.watch.expect_http_error(404, f"/v1/models/{model_id}/versions")
+    candidates = [
+        {"n_components": k, "covariance_type": t, "converged": True, "n_iter": 5,
+         "log_likelihood": -1000.0 / k, "n_parameters": 5 * k, "bic": 2000 / k + 30 * k,
+         "aic": 2000 / k + 10 * k, "icl": 2000 / k + 31 * k, "seconds": 0.1}
+        for k in (1, 2, 3, 4) for t in ("full", "diag")
+    ]  # fmt: skip
+    job = {
+        "id": "job_sel", "model_id": model_id, "dataset_id": "ds_1", "kind": "select",
+        "status": "succeeded", "progress": {"init": 0, "n_init": 1, "iteration": 5, "max_iter": 100,
+        "lower_bound": -4.0}, "lower_bound_history": [], "error": None, "attempts": 1,
+        "result": {"criterion": "bic", "best": {"n_components": 2, "covariance_type": "full"},
+                   "candidates": candidates},
+        "created_at": "2026-11-22T05:02:29Z", "started_at": "2026-11-22T05:02:29Z",
+        "finished_at": "2099-11-22T05:02:30Z",
+    }  # fmt: skip
+
+    def jobs(route):
+        listed = httpx.get(f"{server}/v1/jobs", params={"model_id": model_id}).json()
+        route.fulfill(json={"items": [job, *listed["items"]], "next_cursor": None})
+
+    page.route(f"**/v1/jobs?model_id={model_id}*", jobs)
+    open_console(page, server, f"#/models/{model_id}")
+    page.wait_for_selector("[data-testid=selection-aic] canvas")
+    assert "K = 2, full" in page.locator("#detail").inner_text()
+    legend = page.locator("[data-testid=selection-bic] .u-legend").inner_text()
+    assert "full" in legend and "diag" in legend

@@ -294,8 +294,8 @@ async function versions(root, model) {
         onclick: async () => {
           try {
             await post(`/v1/models/${enc(model.id)}/activate`, { version: v.version });
+            await showModel(document.getElementById("detail"), model.id);
             say(`Version ${v.version} is active`);
-            window.dispatchEvent(new HashChangeEvent("hashchange"));
           } catch (err) {
             sayError(err);
           }
