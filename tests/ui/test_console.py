@@ -307,3 +307,23 @@ def test_a_model_made_by_a_selection_shows_bic_and_aic_by_k(page, server):
     assert "K = 2, full" in page.locator("#detail").inner_text()
     legend = page.locator("[data-testid=selection-bic] .u-legend").inner_text()
     assert "full" in legend and "diag" in legend
+
+
+def test_every_control_has_a_label_and_the_file_chooser_is_reachable_by_keyboard(page, server):
+    model_id = fitted_model(server, k=2)
+    page.watch.expect_http_error(404, f"/v1/models/{model_id}/versions")
+    open_console(page, server, f"#/models/{model_id}")
+    page.wait_for_selector("[data-testid=parameters-table]")
+    page.click("#new-model summary")
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select')]
+             .filter((c) => !c.labels?.length && !c.getAttribute('aria-label'))
+             .map((c) => c.outerHTML)"""
+    )
+    assert unlabelled == []
+    page.focus("a.skip")
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "file-input":
+            break
+    assert page.evaluate("document.activeElement.id") == "file-input"
