@@ -8,20 +8,13 @@ test's ``tmp_path``.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 
-from service.api import create_app
-from service.config import Settings
-from service.db import Database
-from service.db.migrate import upgrade
+from tests.conftest import serve_live
 from tests.external import require
 
 CHROMIUM = "/usr/bin/chromium"
@@ -39,45 +32,24 @@ LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 API_KEY = "ui-test-key"
 
 
-def _serve(tmp_path: Path, **overrides) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'gmm.db'}"
-    database = Database(url)
-    upgrade(database.engine)
-    settings = Settings(
-        database_url=url, worker_poll_seconds=0.05, progress_interval_seconds=0.0, **overrides
-    )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    app = create_app(settings, database=database)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    database.dispose()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     """An open server (no API keys), shared by a module's tests."""
-    yield from _serve(tmp_path_factory.mktemp("ui"))
+    yield from serve_live(tmp_path_factory.mktemp("ui"), worker_poll_seconds=0.05)
 
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory) -> Iterator[str]:
     """A server with API keys on; the key is ``API_KEY``."""
-    yield from _serve(tmp_path_factory.mktemp("ui-keys"), api_keys=f"ui:{API_KEY}")
+    yield from serve_live(
+        tmp_path_factory.mktemp("ui-keys"), worker_poll_seconds=0.05, api_keys=f"ui:{API_KEY}"
+    )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one module: Playwright's sync API keeps an event loop running in this
+    thread while it is started, which would break asyncio.run() in later tests."""
     require(os.path.exists(CHROMIUM), f"Debian's chromium at {CHROMIUM} (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
