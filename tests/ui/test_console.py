@@ -12,14 +12,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
-import pytest
 
 from tests.conftest import TERMINAL
 from tests.ui.conftest import LOOPBACK
 
 TIMES = "\N{MULTIPLICATION SIGN}"
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def blobs_csv(n: int = 1500, seed: int = 0) -> bytes:
