@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.conftest import TERMINAL
 from tests.ui.conftest import LOOPBACK
@@ -228,17 +229,62 @@ def test_the_docs_list_every_operation_from_files_the_service_serves(page, serve
     assert page.locator(".opblock-summary-path").first.inner_text().startswith("/")
 
 
-def test_a_selection_the_server_cannot_run_shows_the_problems_detail(page, server):
+def test_a_selection_the_server_refuses_shows_the_problems_detail(page, server):
     model_id = fitted_model(server, k=2)
     page.watch.expect_http_error(404, f"/v1/models/{model_id}/versions")
     page.watch.expect_http_error(404, f"/v1/models/{model_id}/select")
+    problem = {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "no such route",
+    }
+    page.route(
+        f"**/v1/models/{model_id}/select",
+        lambda r: r.fulfill(status=404, json=problem, content_type="application/problem+json"),
+    )
     open_console(page, server, f"#/models/{model_id}")
     page.wait_for_selector("[data-testid=model-scatter] canvas")
     page.click("#select-button")
-    error = page.locator("[data-testid=action-error]")
-    error.wait_for()
-    page.wait_for_function("document.querySelector('[data-testid=action-error]').textContent")
-    assert error.inner_text().startswith("404: ")
+    page.wait_for_selector("[data-testid=action-error]:has-text('404: no such route')")
+
+
+def route_exists(server: str, path: str) -> bool:
+    return path in httpx.get(f"{server}/openapi.json").json()["paths"]
+
+
+def test_a_selection_started_from_the_page_ends_with_bic_and_aic_by_k(page, server):
+    if not route_exists(server, "/v1/models/{model_id}/select"):
+        pytest.skip("POST /v1/models/{id}/select is not on this branch yet")
+    model_id = fitted_model(server, k=2)
+    page.watch.expect_http_error(404, f"/v1/models/{model_id}/versions")
+    open_console(page, server, f"#/models/{model_id}")
+    page.wait_for_selector("[data-testid=model-scatter] canvas")
+    page.fill("#select-kmax", "3")
+    page.click("#select-button")
+    page.wait_for_selector("[data-testid=job-status]:has-text('succeeded')", timeout=60_000)
+    page.wait_for_selector("[data-testid=selection-aic] canvas")
+    legend = page.locator("[data-testid=selection-bic] .u-legend").inner_text()
+    assert all(t in legend for t in ("full", "tied", "diag", "spherical"))
+
+
+def test_activating_an_older_version_makes_it_the_active_one(page, server):
+    if not route_exists(server, "/v1/models/{model_id}/versions"):
+        pytest.skip("GET /v1/models/{id}/versions is not on this branch yet")
+    model_id = fitted_model(server, k=2)
+    with httpx.Client(base_url=server) as api:
+        dataset_id = api.get(f"/v1/models/{model_id}").json()["fit_summary"]["dataset_id"]
+        job = api.post(f"/v1/models/{model_id}/fit", json={"dataset_id": dataset_id}).json()
+        while api.get(f"/v1/jobs/{job['id']}").json()["status"] not in TERMINAL:
+            time.sleep(0.05)
+    open_console(page, server, f"#/models/{model_id}")
+    table = page.locator("[data-testid=versions-table]")
+    table.wait_for()
+    assert table.locator("tbody tr").count() == 2
+    page.click("text=Activate 1")
+    page.wait_for_selector("#notice:has-text('Version 1 is active')")
+    page.wait_for_selector("[data-testid=versions-table] tbody tr:has-text('1 (active)')")
+    assert httpx.get(f"{server}/v1/models/{model_id}").json()["active_version"] == 1
 
 
 # The routes below land from other issues (DESIGN.md "Contract, part 2"); until then

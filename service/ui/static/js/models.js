@@ -124,7 +124,8 @@ function showJob(area, job, model) {
   };
   const record = (progress) => {
     if (!progress || progress.lower_bound == null || !progress.iteration) return;
-    const key = progress.candidate ? JSON.stringify(progress.candidate) : `init ${progress.init + 1}`;
+    const c = progress.candidate; // a selection job: the candidate being fitted
+    const key = (c ? `K=${c.n_components} ${c.covariance_type}, ` : "") + `init ${progress.init + 1}`;
     if (!runs.has(key)) runs.set(key, new Map());
     runs.get(key).set(progress.iteration, progress.lower_bound);
     redraw();
@@ -136,6 +137,8 @@ function showJob(area, job, model) {
     if (progress.iteration != null) {
       where.textContent = `iteration ${progress.iteration} of ${progress.max_iter}` +
         (progress.n_init > 1 ? `, initialisation ${progress.init + 1} of ${progress.n_init}` : "") +
+        (progress.candidate ? `, candidate ${progress.candidate.index + 1} of ${progress.candidate.total} ` +
+          `(K=${progress.candidate.n_components}, ${progress.candidate.covariance_type})` : "") +
         (progress.lower_bound != null ? `, lower bound ${fmt(progress.lower_bound, 8)}` : "");
     }
     record(progress);
