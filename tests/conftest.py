@@ -117,13 +117,20 @@ def wait_for_job(client: TestClient, job_id: str, timeout: float = 60.0, until=T
     raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def live_url(tmp_path_factory):
-    """A real server on a loopback port (SQLite, embedded worker), for clients."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('live') / 'gmm.db'}"
+def serve_live(directory, **settings) -> Iterator[str]:
+    """Yield the URL of a real server on a loopback port (SQLite under ``directory``,
+    embedded worker) until the generator is closed; ``settings`` override the defaults."""
+    url = f"sqlite:///{directory / 'gmm.db'}"
     database = Database(url)
     upgrade(database.engine)
-    settings = Settings(database_url=url, worker_poll_seconds=0.02, progress_interval_seconds=0.0)
+    settings = Settings(
+        **{
+            "database_url": url,
+            "worker_poll_seconds": 0.02,
+            "progress_interval_seconds": 0.0,
+            **settings,
+        }
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -141,3 +148,9 @@ def live_url(tmp_path_factory):
     server.should_exit = True
     thread.join(timeout=30)
     database.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_url(tmp_path_factory):
+    """A real server on a loopback port (SQLite, embedded worker), for clients."""
+    yield from serve_live(tmp_path_factory.mktemp("live"))

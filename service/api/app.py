@@ -19,7 +19,7 @@ from .hot import HotPath
 from .limits import BodySizeLimit
 from .observe import RequestObserver
 from .problems import install_problem_handlers
-from .routers import datasets, health, inference, jobs, models
+from .routers import datasets, health, inference, jobs, models, ui
 from .schemas import (
     AnomalyRequest,
     ConditionRequest,
@@ -70,6 +70,8 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package by routers/ui.py, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = database
@@ -80,7 +82,15 @@ def create_app(
     app.state.worker = None
     install_problem_handlers(app)
     # The inference routes first: the router tries routes in order, and they are the hot path.
-    for router in (inference.router, datasets.router, models.router, jobs.router, health.router):
+    routers = (
+        inference.router,
+        datasets.router,
+        models.router,
+        jobs.router,
+        health.router,
+        ui.router,
+    )
+    for router in routers:
         app.include_router(router)
     app.add_middleware(  # innermost
         HotPath, routes=inference.router.routes, names=inference.MATRIX_ROUTES
