@@ -11,9 +11,12 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..logs import line_writer
 from ..metrics import Metrics
 
 __all__ = ["RequestObserver"]
@@ -27,6 +30,22 @@ class RequestObserver:
         self.app = app
         self.metrics = metrics
         self.record_metrics = record_metrics
+        self._write_line: Callable[[str, dict[str, Any]], None] | None = None
+        # The labelled series, looked up once per (method, route, status).
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+
+    def _record(self, method: str, route: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((method, route, status))
+        if counter is None:
+            counter = self.metrics.requests.labels(method, route, str(status))
+            self._counters[(method, route, status)] = counter
+        histogram = self._histograms.get((method, route))
+        if histogram is None:
+            histogram = self.metrics.request_seconds.labels(method, route)
+            self._histograms[(method, route)] = histogram
+        counter.inc()
+        histogram.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,11 +81,12 @@ class RequestObserver:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
             if self.record_metrics:
-                self.metrics.requests.labels(method, route, str(status)).inc()
-                self.metrics.request_seconds.labels(method, route).observe(seconds)
-            log.info(
+                self._record(method, route, status, seconds)
+            if self._write_line is None:  # logging is configured by now
+                self._write_line = line_writer(log)
+            self._write_line(
                 "request",
-                extra={
+                {
                     "request_id": request_id,
                     "method": method,
                     "route": route,

@@ -42,6 +42,7 @@ __all__ = [
     "ScoringKernel",
     "accumulate_statistics",
     "e_step_statistics",
+    "log_norm",
     "map_chunks",
     "pin_blas_to_one_thread",
     "serial_chunks",
@@ -234,6 +235,22 @@ def weighted_log_prob(x: np.ndarray, kernel: ScoringKernel) -> np.ndarray:
     """
     xt = np.ascontiguousarray(x.T)
     return _log_prob_from_features(xt, _FEATURES[kernel.covariance_type](xt), kernel)
+
+
+def log_norm(log_prob: np.ndarray) -> np.ndarray:
+    """``log p(x_n)``: log-sum-exp over components, shape (n_rows,).
+
+    :func:`log_resp_normalize` without the responsibilities (``log_prob`` is
+    overwritten all the same).
+    """
+    peak = log_prob.max(axis=0)
+    if not np.isfinite(peak).all():
+        peak[~np.isfinite(peak)] = 0.0
+    log_prob -= peak
+    np.exp(log_prob, out=log_prob)
+    total = np.log(log_prob.sum(axis=0))
+    total += peak
+    return total
 
 
 def log_resp_normalize(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

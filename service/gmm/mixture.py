@@ -35,6 +35,7 @@ from .errors import InvalidParameterError
 from .kernels import (
     ScoringKernel,
     chunk_rows,
+    log_norm,
     log_resp_normalize,
     map_chunks,
     weighted_log_prob,
@@ -221,7 +222,7 @@ class MixtureParameters:
         -------
         log_likelihood : ndarray of shape (n_samples,)
         """
-        return np.concatenate(self._map_rows(X, lambda lp: log_resp_normalize(lp)[0]))
+        return np.concatenate(self._map_rows(X, log_norm))
 
     def score(self, X: object, sample_weight: object = None) -> float:
         """Mean (weighted) log-likelihood of the samples."""

@@ -16,6 +16,7 @@ main array) or ``application/x-npz`` (every array of the answer).
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -131,6 +132,12 @@ def _options(request_model: type[BaseModel], fields: dict[str, Any]) -> BaseMode
         raise Invalid("the request's options are invalid", problems_found) from None
 
 
+@functools.cache
+def _defaults(request_model: type[BaseModel]) -> BaseModel:
+    """The request's options, all at their defaults (validated once)."""
+    return request_model.model_validate({"data": [[0.0]]})
+
+
 def _parse(
     request_model: type[BaseModel],
     content_type: str,
@@ -153,6 +160,8 @@ def _parse(
     )
     if fast is not None:
         matrix, fields = fast
+        if not fields:  # every option at its default
+            return _defaults(request_model), matrix
         try:
             return request_model.model_validate({**fields, "data": [[0.0]]}), matrix
         except ValidationError:
