@@ -87,6 +87,8 @@ IdempotencyKeyHeader = Annotated[
         max_length=200,
         pattern=r"^[\x21-\x7e]+$",
         description="Retrying with the same key and body returns the first answer "
-        "and creates nothing new; the same key with another body is 422.",
+        "and creates nothing new, while what it created exists (409 once it is deleted); "
+        "the same key with another body is 422.",
+        json_schema_extra={"x-rules": ["an Idempotency-Key is not reused with another request"]},
     ),
 ]
