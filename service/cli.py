@@ -370,7 +370,7 @@ def versions(model_id, limit, url, api_key):
         _fail(exc)
     for version in listing["items"]:
         summary = version["fit_summary"] or {}
-        bic = f"bic={summary['bic']:.6g}" if "bic" in summary else ""
+        bic = f"bic={summary['bic']:.6g}" if summary.get("bic") is not None else ""
         click.echo(
             f"v{version['version']}\t{'*' if version['active'] else ' '}\t{version['source']}\t"
             f"{version['created_at']}\tk={version['config']['n_components']}\t"

@@ -4,7 +4,7 @@
 
     with Client("http://127.0.0.1:8000") as gmm:
         model = gmm.create_model(n_components=3, random_state=0)
-        fitted = gmm.fit(model["id"], data=X, wait=True, progress=True)
+        fitted = gmm.fit(model["id"], X, wait=True, progress=True)
         labels = gmm.predict(model["id"], X)
 
 NumPy arrays go in and come out; matrices are sent as ``.npy`` where the API
@@ -242,18 +242,27 @@ class _Operations:
     def start_fit(
         self,
         model_id: str,
+        X: Any = None,
+        /,
         *,
-        data: Any = None,
         dataset_id: str | None = None,
+        data: Any = None,
         sample_weight: Any = None,
         warm_start: bool = False,
         activate: bool = True,
         idempotency_key: str | None = None,
     ):
-        """Queue a fit; returns the Job (see ``fit(..., wait=True)`` to wait for it).
+        """Queue a fit of ``X`` (n_samples, n_features), or of the stored ``dataset_id``.
 
-        ``activate=False`` stages the version the fit makes instead of serving it.
+        Returns the Job (see ``fit(..., wait=True)`` to wait for it). ``data=``
+        is the older spelling of ``X``. ``activate=False`` stages the version
+        the fit makes instead of serving it.
         """
+        if X is not None and data is not None:
+            raise TypeError("give the matrix once: positionally (X) or as data=, not both")
+        data = X if X is not None else data
+        if (data is None) == (dataset_id is None):
+            raise TypeError("give exactly one of X (the matrix) or dataset_id=")
         body: dict[str, Any] = {"warm_start": warm_start, "activate": activate}
         if data is not None:
             body["data"] = _rows(data)
@@ -658,9 +667,22 @@ class Client(_Operations):
             events.bar.close()
         return self.get_job(job_id)
 
-    def fit(self, model_id: str, *, wait: bool = False, progress: bool = False, **fit: Any):
-        """Queue a fit; with ``wait``, follow it and return the fitted Model."""
-        job = self.start_fit(model_id, **fit)
+    def fit(
+        self,
+        model_id: str,
+        X: Any = None,
+        /,
+        *,
+        wait: bool = False,
+        progress: bool = False,
+        **fit: Any,
+    ):
+        """Queue a fit of ``X`` (or ``dataset_id=``); with ``wait``, return the fitted Model.
+
+        ``gmm.fit(model_id, X, wait=True)``, as scikit-learn's ``fit(X)``; the
+        other keywords are :meth:`start_fit`'s.
+        """
+        job = self.start_fit(model_id, X, **fit)
         if not wait:
             return job
         _finished(self.wait_for_job(job["id"], progress=progress))
@@ -728,8 +750,17 @@ class AsyncClient(_Operations):
             events.bar.close()
         return await self.get_job(job_id)
 
-    async def fit(self, model_id: str, *, wait: bool = False, progress: bool = False, **fit: Any):
-        job = await self.start_fit(model_id, **fit)
+    async def fit(
+        self,
+        model_id: str,
+        X: Any = None,
+        /,
+        *,
+        wait: bool = False,
+        progress: bool = False,
+        **fit: Any,
+    ):
+        job = await self.start_fit(model_id, X, **fit)
         if not wait:
             return job
         _finished(await self.wait_for_job(job["id"], progress=progress))

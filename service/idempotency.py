@@ -1,7 +1,9 @@
 """``Idempotency-Key``: a retried request gets the first answer and creates nothing new.
 
 The first answer is stored in the same transaction as what the request
-created, so either both exist or neither does. Two racing requests with one
+created, so either both exist or neither does. It is replayed while what it
+created (the resource at its ``Location``) exists; once that is deleted, a
+retry is a 409 rather than a 201 pointing at nothing. Two racing requests with one
 key: the second's insert of the key fails, its transaction (and what it
 created) rolls back, and it replays the first's answer.
 """
@@ -19,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .db import Database
-from .db.tables import IdempotencyRow
-from .errors import FieldError, Invalid
+from .db.tables import DatasetRow, IdempotencyRow, JobRow, ModelRow
+from .errors import Conflict, FieldError, Invalid
 
 __all__ = ["Answer", "expire_keys", "fingerprint", "run_once"]
 
@@ -57,7 +59,25 @@ def _replay(session: Session, scope: str, key: str, request_fingerprint: str) ->
             "this Idempotency-Key was used with a different request; use a new key",
             [FieldError("#/Idempotency-Key", "already used with another body")],
         )
+    location = (row.headers or {}).get("Location")
+    if location is not None and not _exists(session, location):
+        raise Conflict(
+            f"what this Idempotency-Key created ({location}) has been deleted since; "
+            "use a new key to create it again"
+        )
     return Answer(row.status_code, row.body, row.headers)
+
+
+_LOCATIONS = {"/v1/datasets/": DatasetRow, "/v1/models/": ModelRow, "/v1/jobs/": JobRow}
+
+
+def _exists(session: Session, location: str) -> bool:
+    """Whether the resource a stored answer's ``Location`` names is still there."""
+    for prefix, table in _LOCATIONS.items():
+        rest = location.removeprefix(prefix)
+        if rest != location and "/" not in rest:
+            return session.get(table, rest) is not None
+    return True
 
 
 def run_once(

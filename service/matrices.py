@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ import simdjson
 from .errors import FieldError, Invalid
 
 __all__ = [
+    "CSV_PATTERN",
     "array_from_blob",
     "array_to_blob",
     "fast_json_matrix",
@@ -222,6 +224,27 @@ def fast_json_matrix(
     return matrix.reshape(n_rows, width), others
 
 
+# CSV bodies: an optional header line (any line that is not a row of numbers),
+# then one row of comma-separated decimal numbers per line, no blank lines, an
+# optional final line break. The pattern is the whole rule, and the parser
+# checks it line by line (the same grammar, without one regex over megabytes).
+_NUMBER = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_CELL = rf"[ \t]*{_NUMBER}[ \t]*"
+CSV_ROW_PATTERN = rf"{_CELL}(,{_CELL})*"
+CSV_PATTERN = rf"^\ufeff?([^\r\n]*\r?\n)?({CSV_ROW_PATTERN}\r?\n)*{CSV_ROW_PATTERN}(\r?\n)?$"
+_CSV_ROW = re.compile(CSV_ROW_PATTERN)
+_CSV_CELL = re.compile(_CELL)
+_LINE_BREAK = re.compile(r"\r?\n")
+
+
+def _csv_problem(i: int, line: str) -> FieldError:
+    """The first cell of a bad line that is not a number (the line, if none)."""
+    for j, cell in enumerate(line.split(",")):
+        if _CSV_CELL.fullmatch(cell) is None:
+            return FieldError(f"#/data/{i}/{j}", f"{cell[:40]!r} is not a number")
+    return FieldError(f"#/data/{i}", f"{line[:40]!r} is not a row of comma-separated numbers")
+
+
 def matrix_from_csv(
     body: bytes,
     *,
@@ -229,47 +252,34 @@ def matrix_from_csv(
     max_features: int | None = None,
     allow_missing: bool = False,
 ) -> np.ndarray:
-    """A matrix from CSV text, with or without a header row.
+    """A matrix from CSV text (:data:`CSV_PATTERN`), with or without a header line.
 
-    With ``allow_missing``, an empty cell is a missing feature (NaN).
+    With ``allow_missing`` (reading files, not request bodies), an empty cell is
+    a missing feature (NaN).
     """
     try:
-        text = body.decode("utf-8-sig")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise Invalid("CSV body must be UTF-8 text", [FieldError("#/", "not UTF-8")]) from None
-    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
-    if rows and not _is_numeric_row(rows[0]):
-        rows = rows[1:]  # a header
-    parsed: list[list[float | None]] = []
-    problems: list[FieldError] = []
-    for i, row in enumerate(rows):
-        values: list[float | None] = []
-        for j, cell in enumerate(row):
-            if allow_missing and not cell.strip():
-                values.append(None)
-                continue
-            try:
-                value = float(cell)
-            except ValueError:
-                problems.append(FieldError(f"#/data/{i}/{j}", f"{cell[:40]!r} is not a number"))
-                continue
-            values.append(value)
-        parsed.append(values)
-        if len(problems) >= 20:
-            break
+    if allow_missing:
+        return _csv_with_missing(text, max_rows=max_rows, max_features=max_features)
+    lines = _LINE_BREAK.split(text.removeprefix("\ufeff"))
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()  # the final line break
+    if lines and "\r" not in lines[0] and _CSV_ROW.fullmatch(lines[0]) is None:
+        lines = lines[1:]  # a header: any one line that is not a row of numbers
+    if not lines:
+        raise Invalid(
+            "CSV body has no rows of numbers", [FieldError("#/", "needs at least one row")]
+        )
+    problems = [
+        _csv_problem(i, line) for i, line in enumerate(lines) if not _CSV_ROW.fullmatch(line)
+    ]
+    problems = problems[:20]
     if problems:
-        raise Invalid("CSV cells must be numbers", problems)
-    return matrix_from_rows(
-        parsed, max_rows=max_rows, max_features=max_features, allow_missing=allow_missing
-    )
-
-
-def _is_numeric_row(row: list[str]) -> bool:
-    try:
-        [float(cell) for cell in row]
-    except ValueError:
-        return False
-    return True
+        raise Invalid("CSV rows must hold comma-separated numbers", problems)
+    parsed = [[float(cell) for cell in line.split(",")] for line in lines]
+    return matrix_from_rows(parsed, max_rows=max_rows, max_features=max_features)
 
 
 def matrix_from_npy(
@@ -313,3 +323,30 @@ def array_from_blob(blob: bytes) -> np.ndarray:
 def sha256_of(matrix: np.ndarray) -> str:
     """SHA-256 of the matrix's float64 C-order bytes: equal data, equal hash."""
     return hashlib.sha256(np.ascontiguousarray(matrix, dtype=np.float64).tobytes()).hexdigest()
+
+
+def _csv_with_missing(text: str, *, max_rows: int | None, max_features: int | None) -> np.ndarray:
+    """CSV cells as numbers, an empty cell a missing feature; the header row skipped."""
+    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(c.strip() for c in row)]
+    if rows and _CSV_ROW.fullmatch(",".join(rows[0])) is None and all(c.strip() for c in rows[0]):
+        rows = rows[1:]  # a header: a full line that is not a row of numbers
+    parsed: list[list[float | None]] = []
+    problems: list[FieldError] = []
+    for i, row in enumerate(rows):
+        values: list[float | None] = []
+        for j, cell in enumerate(row):
+            if not cell.strip():
+                values.append(None)
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                problems.append(FieldError(f"#/data/{i}/{j}", f"{cell[:40]!r} is not a number"))
+        parsed.append(values)
+        if len(problems) >= 20:
+            break
+    if problems:
+        raise Invalid("CSV cells must be numbers", problems)
+    return matrix_from_rows(
+        parsed, max_rows=max_rows, max_features=max_features, allow_missing=True
+    )

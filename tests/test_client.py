@@ -37,7 +37,7 @@ def test_sync_client_fits_and_answers_with_numpy_arrays(live_url):
 def test_fit_with_wait_reports_progress_on_stderr(live_url, capsys):
     with Client(live_url) as gmm:
         model = gmm.create_model(n_components=3, random_state=0, tol=0.0, max_iter=30)
-        gmm.fit(model["id"], data=three_blobs(), wait=True, progress=True)
+        gmm.fit(model["id"], three_blobs(), wait=True, progress=True)
     assert "iteration" in capsys.readouterr().err
 
 
@@ -52,6 +52,18 @@ def test_errors_are_raised_with_their_problem(live_url):
         assert invalid.value.errors[0]["pointer"] == "#/n_components"
 
 
+def test_fit_takes_the_matrix_once_or_a_dataset_id(live_url):
+    with Client(live_url) as gmm:
+        model = gmm.create_model(n_components=2)
+        with pytest.raises(TypeError, match="exactly one"):
+            gmm.start_fit(model["id"])
+        with pytest.raises(TypeError, match="exactly one"):
+            gmm.start_fit(model["id"], three_blobs(), dataset_id="ds_x")
+        with pytest.raises(TypeError, match="not both"):
+            gmm.start_fit(model["id"], three_blobs(), data=three_blobs())
+        assert gmm.start_fit(model["id"], three_blobs())["status"] in ("queued", "running")
+
+
 def test_a_failed_fit_raises_when_waited_for(live_url):
     with Client(live_url) as gmm:
         model = gmm.create_model(n_components=2, reg_covar=0.0)
@@ -64,7 +76,7 @@ def test_async_client_does_the_same(live_url):
     async def scenario():
         async with AsyncClient(live_url) as gmm:
             model = await gmm.create_model(n_components=3, random_state=0)
-            fitted = await gmm.fit(model["id"], data=three_blobs(), wait=True)
+            fitted = await gmm.fit(model["id"], three_blobs(), wait=True)
             labels = await gmm.predict(model["id"], TRUE_MEANS)
             return fitted, labels
 
@@ -76,8 +88,8 @@ def test_async_client_does_the_same(live_url):
 def test_the_client_stages_activates_and_rolls_back_versions(live_url):
     with Client(live_url) as gmm:
         model = gmm.create_model(n_components=3, random_state=0)
-        gmm.fit(model["id"], data=three_blobs(), wait=True)
-        gmm.fit(model["id"], data=three_blobs(seed=1) * 2.0, activate=False, wait=True)
+        gmm.fit(model["id"], three_blobs(), wait=True)
+        gmm.fit(model["id"], three_blobs(seed=1) * 2.0, activate=False, wait=True)
         listed = gmm.versions(model["id"])["items"]
         assert [(v["version"], v["active"]) for v in listed] == [(2, False), (1, True)]
         staged = gmm.score(model["id"], TRUE_MEANS, version=2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -15,10 +14,12 @@ from ..db import Database
 from ..metrics import Metrics
 from ..serving import VersionResolver
 from ..worker import Worker
+from .document import install_document, register_body_schema
 from .hot import HotPath
 from .limits import BodySizeLimit
 from .observe import RequestObserver
 from .problems import install_problem_handlers
+from .query import UndocumentedQuery
 from .routers import datasets, health, inference, jobs, models, ui
 from .schemas import (
     AnomalyRequest,
@@ -26,7 +27,6 @@ from .schemas import (
     DatasetCreate,
     FitRequest,
     PredictRequest,
-    Problem,
     ScoreRequest,
     SelectRequest,
 )
@@ -35,7 +35,10 @@ __all__ = ["create_app"]
 
 DESCRIPTION = """Gaussian mixture models as a service: store data, fit mixtures by EM in the
 background, then predict clusters, score log-likelihood, flag anomalies and draw samples.
-Every error is `application/problem+json` (RFC 9457)."""
+Every error is `application/problem+json` (RFC 9457). A malformed body (not the JSON, CSV
+or .npy its Content-Type names) is a 422 of `#/`, like any other invalid input; a 405 lists
+every method of the path in `Allow`. Operations list in `x-also-checked` the rules they
+enforce beyond JSON Schema, and `x-setting` names the `GMM_*` setting behind a `maximum`."""
 
 
 def create_app(
@@ -95,54 +98,20 @@ def create_app(
     app.add_middleware(  # innermost
         HotPath, routes=inference.router.routes, names=inference.MATRIX_ROUTES
     )
+    app.add_middleware(UndocumentedQuery)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(  # outermost: sees every answer
         RequestObserver, metrics=metrics, record_metrics=settings.metrics_enabled
     )
-    _document_problems(app)
+    for body in (
+        DatasetCreate,
+        FitRequest,
+        SelectRequest,
+        PredictRequest,
+        ScoreRequest,
+        AnomalyRequest,
+        ConditionRequest,
+    ):
+        register_body_schema(body)  # request bodies the routes read themselves
+    install_document(app, settings)
     return app
-
-
-def _document_problems(app: FastAPI) -> None:
-    """Describe every error as problem+json in the OpenAPI document.
-
-    FastAPI documents request validation errors with its own schema; ours are
-    problem+json, so the generated document is rewritten to say so.
-    """
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = build()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        # Referenced by request bodies the service reads itself (see bodies.py).
-        for model in (
-            Problem,
-            DatasetCreate,
-            FitRequest,
-            PredictRequest,
-            ScoreRequest,
-            AnomalyRequest,
-            ConditionRequest,
-            SelectRequest,
-        ):
-            components[model.__name__] = model.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            components.update(components[model.__name__].pop("$defs", {}))
-        for name in ("HTTPValidationError", "ValidationError"):
-            components.pop(name, None)
-        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        for path in schema.get("paths", {}).values():
-            for operation in path.values():
-                responses = operation.get("responses", {})
-                if "422" in responses:
-                    responses["422"] = {
-                        "description": "The request is invalid; `errors` names each field at fault.",
-                        "content": problem,
-                    }
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

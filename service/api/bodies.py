@@ -16,9 +16,11 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ServiceError
+from .document import register_body_schema
 from .problems import invalid_from
 
 __all__ = [
+    "NPY_BODY",
     "JsonBody",
     "UnsupportedMediaType",
     "content_type_of",
@@ -72,8 +74,20 @@ def JsonBody(model: type[Model]):
     return Annotated[model, Depends(_reader(model))]
 
 
+NPY_BODY: dict = {
+    "type": "string",
+    "format": "binary",
+    "description": "A .npy file of a 2-D numeric array; other fields as query parameters.",
+    "x-rules": [
+        "a .npy body is a complete .npy file (no pickles) of a non-empty 2-D array of "
+        "finite numbers, at most GMM_MAX_ROWS rows and GMM_MAX_FEATURES columns"
+    ],
+}
+
+
 def json_body_openapi(model: type[BaseModel]) -> dict:
-    """``openapi_extra`` describing a JSON body of ``model`` (its schema is registered by the app)."""
+    """``openapi_extra`` describing a JSON body of ``model`` (its schema goes in the document)."""
+    register_body_schema(model)
     return {
         "requestBody": {
             "required": True,

@@ -10,6 +10,7 @@ from ..cache import ModelCache
 from ..config import Settings
 from ..db import Database
 from ..errors import Unauthorized
+from ..pagination import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from .schemas import MAX_VERSION
 
 __all__ = [
@@ -64,7 +65,13 @@ CacheDep = Annotated[ModelCache, Depends(_cache)]
 TenantDep = Annotated[str, Depends(authenticate)]
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
 CursorQuery = Annotated[
-    str | None, Query(max_length=500, description="next_cursor of the previous page.")
+    str | None,
+    Query(
+        max_length=CURSOR_MAX_LENGTH,
+        pattern=CURSOR_PATTERN,
+        description="next_cursor of the previous page: a position in the list "
+        "(`<key>` or `<key>.<id>`); the page holds what follows it, empty past the end.",
+    ),
 ]
 VersionQuery = Annotated[
     int | None,
@@ -80,6 +87,8 @@ IdempotencyKeyHeader = Annotated[
         max_length=200,
         pattern=r"^[\x21-\x7e]+$",
         description="Retrying with the same key and body returns the first answer "
-        "and creates nothing new; the same key with another body is 422.",
+        "and creates nothing new, while what it created exists (409 once it is deleted); "
+        "the same key with another body is 422.",
+        json_schema_extra={"x-rules": ["an Idempotency-Key is not reused with another request"]},
     ),
 ]

@@ -17,6 +17,7 @@ from ..gmm import GMMError
 from .responses import ProblemResponse
 
 __all__ = [
+    "allowed_methods",
     "field_errors",
     "install_problem_handlers",
     "problem_for",
@@ -56,8 +57,22 @@ def _pointer(location: Sequence[Any]) -> str:
 
 
 def field_errors(errors: Iterable[dict[str, Any]]) -> list[FieldError]:
-    """Pydantic's error list as field errors with JSON pointers."""
-    return [FieldError(_pointer(e.get("loc", ())), e.get("msg", "is invalid")) for e in errors]
+    """Pydantic's error list as field errors with JSON pointers.
+
+    A body that is not JSON at all is a problem of the whole body (``#/``),
+    whichever parser found it (FastAPI puts the character offset in ``loc``).
+    """
+    return [
+        FieldError("#/", _not_json(e))
+        if e.get("type") == "json_invalid"
+        else FieldError(_pointer(e.get("loc", ())), e.get("msg", "is invalid"))
+        for e in errors
+    ]
+
+
+def _not_json(error: dict[str, Any]) -> str:
+    reason = (error.get("ctx") or {}).get("error") or error.get("msg", "")
+    return f"the body is not well-formed JSON ({reason})"
 
 
 def invalid_from(exc: ValidationError) -> Invalid:
@@ -106,11 +121,40 @@ async def _on_gmm_error(request: Request, exc: GMMError) -> ProblemResponse:
 
 async def _on_http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI could not read a body it parses itself (bytes that are not UTF-8
+        # JSON). One rule for every route: a malformed body is a 422 of the body.
+        return problem_response(
+            422,
+            "#/: the body is not well-formed JSON (not UTF-8 text)",
+            title="Unprocessable Content",
+            type_="/problems/validation",
+            errors=[FieldError("#/", "the body is not well-formed JSON (not UTF-8 text)")],
+        )
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.url.path}"
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        allowed = allowed_methods(request, (headers or {}).get("Allow", ""))
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return problem_response(exc.status_code, detail, headers=headers)
+
+
+def allowed_methods(request: Request, answered: str = "") -> list[str]:
+    """Every method the path has: those the document lists for it, and ``answered``'s.
+
+    Starlette's 405 names the methods of the one route whose path matched; a
+    path can have several routes (GET in one router, POST in another).
+    """
+    from .document import documented_path  # the document is built from the app
+
+    methods = {m.strip() for m in answered.split(",") if m.strip()}
+    documented = documented_path(request.app, request.url.path)
+    if documented is not None:
+        methods |= set(documented.query)
+    order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> ProblemResponse:

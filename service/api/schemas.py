@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 __all__ = [
     "AnomalyRequest",
@@ -35,15 +35,77 @@ __all__ = [
     "SampleResponse",
     "ScoreRequest",
     "ScoreResponse",
+    "exactly_one_of",
+    "limit",
+    "rules",
 ]
+
+# --- shared types and the document's extensions --------------------------------------
+#
+# Two OpenAPI extensions keep the document true to what the server enforces
+# (the app fills them in when it builds the document, see ``document.py``):
+# ``x-setting`` names the GMM_* setting that bounds a value (its ``maximum``,
+# or ``maxItems`` for an array, comes from the live settings), and ``x-rules``
+# lists what the server also checks that JSON Schema cannot say (422 when broken).
+
+
+def limit(setting: str) -> dict[str, Any]:
+    """``json_schema_extra`` of a value bounded by the ``GMM_*`` setting ``setting``."""
+    return {"x-setting": setting}
+
+
+def rules(*texts: str, **extra: Any) -> dict[str, Any]:
+    """``json_schema_extra`` listing rules beyond the schema (answered 422 when broken)."""
+    return {"x-rules": list(texts), **extra}
+
+
+def exactly_one_of(*fields: str) -> dict[str, Any]:
+    """``json_schema_extra`` of a body that takes exactly one of ``fields`` (not null).
+
+    Each alternative requires one field with a non-null value and lets the
+    others be absent or null, so a body with none, or with two, fits no alternative.
+    """
+    return {
+        "oneOf": [
+            {
+                "required": [chosen],
+                "properties": {
+                    name: ({"not": {"type": "null"}} if name == chosen else {"type": "null"})
+                    for name in fields
+                },
+            }
+            for chosen in fields
+        ]
+    }
+
+
+def _json_number(value: Any) -> Any:
+    """JSON true/false and strings are not numbers (Pydantic's lax int would take them)."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a number")
+    return value
+
+
+def _integer(**constraints: Any) -> Any:
+    # Request models are strict; an integer may still be written 3.0, as JSON Schema's is.
+    return Annotated[int, Field(strict=False, **constraints), BeforeValidator(_json_number)]
+
+
+PositiveInt = _integer(ge=1)
+RandomState = _integer(ge=0, le=2**31 - 1)
+SampleRandomState = _integer(ge=0, le=2**32 - 1)
+VersionBody = _integer(ge=1, le=2**31 - 1)
 
 # Strict: JSON true/false and numeric strings are not numbers.
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
-Row = Annotated[list[FiniteFloat], Field(min_length=1)]
+Row = Annotated[list[FiniteFloat], Field(min_length=1, json_schema_extra=limit("GMM_MAX_FEATURES"))]
+RECTANGULAR = "the rows of a matrix all have the same number of values"
 Matrix = Annotated[
     list[Row],
     Field(
-        min_length=1, description="A non-empty rectangular matrix of finite numbers, row by row."
+        min_length=1,
+        description="A non-empty rectangular matrix of finite numbers, row by row.",
+        json_schema_extra={**limit("GMM_MAX_ROWS"), **rules(RECTANGULAR)},
     ),
 ]
 MissingRow = Annotated[list[FiniteFloat | None], Field(min_length=1)]
@@ -62,7 +124,10 @@ VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION)]
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: no unknown fields, and JSON types as the schema states them
+    (strict: true is not 1, "1" is not a number, 1 is not true)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class JobError(BaseModel):
@@ -119,14 +184,14 @@ class DatasetList(BaseModel):
 class FitConfig(BaseModel):
     """How a model is fitted; defaults are scikit-learn's GaussianMixture's."""
 
-    n_components: int = Field(1, ge=1)
+    n_components: PositiveInt = 1
     covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
     tol: float = Field(1e-3, ge=0, allow_inf_nan=False)
     reg_covar: float = Field(1e-6, ge=0, allow_inf_nan=False)
-    max_iter: int = Field(100, ge=1)
-    n_init: int = Field(1, ge=1)
+    max_iter: PositiveInt = 100
+    n_init: PositiveInt = 1
     init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans"
-    random_state: int | None = Field(None, ge=0, le=2**31 - 1)
+    random_state: RandomState | None = None
     dtype: Literal["float64", "float32"] = "float64"
     contamination: float = Field(
         0.01, ge=0, le=0.5, description="Share of training points flagged as anomalies."
@@ -140,7 +205,9 @@ class ModelConfig(FitConfig):
 
 
 class ModelCreate(ModelConfig, _Request):
-    pass
+    n_components: PositiveInt = Field(1, json_schema_extra=limit("GMM_MAX_COMPONENTS"))
+    max_iter: PositiveInt = Field(100, json_schema_extra=limit("GMM_MAX_ITER_LIMIT"))
+    n_init: PositiveInt = Field(1, json_schema_extra=limit("GMM_MAX_N_INIT"))
 
 
 class FitSummary(BaseModel):
@@ -175,9 +242,29 @@ class ModelList(BaseModel):
 
 
 class FitRequest(_Request):
+    """Exactly one of ``dataset_id`` (stored data) or ``data`` (the matrix itself)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            **exactly_one_of("dataset_id", "data"),
+            **rules(
+                "the data has at least n_components rows",
+                "sample_weight has one weight per row of the data, "
+                "at least n_components of them positive",
+                "with warm_start, the data has the fitted model's n_features columns",
+            ),
+        }
+    )
+
     dataset_id: Id | None = None
     data: Matrix | None = None
-    sample_weight: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
+    sample_weight: (
+        Annotated[
+            list[Annotated[float, Field(ge=0, allow_inf_nan=False)]],
+            Field(json_schema_extra=limit("GMM_MAX_ROWS")),
+        ]
+        | None
+    ) = None
     warm_start: bool = False
     activate: bool = Field(
         True, description="Serve the version this fit makes at once (false: stage it)."
@@ -301,6 +388,18 @@ NumberArray = list[FiniteFloat] | list[list[FiniteFloat]] | list[list[list[Finit
 class ParametersImport(_Request):
     """A mixture fitted elsewhere, in scikit-learn's shapes; exactly one precision form."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            **exactly_one_of("covariances", "precisions", "precisions_cholesky"),
+            **rules(
+                "weights has n_components values, non-negative, summing to 1 (within 1e-8)",
+                "means is (n_components, n_features); the covariance form has the shape "
+                "its covariance_type gives it",
+                "covariance and precision matrices are symmetric positive definite",
+            ),
+        }
+    )
+
     covariance_type: Literal["full", "tied", "diag", "spherical"]
     weights: list[FiniteFloat] = Field(description="(K,), non-negative, summing to 1.")
     means: list[list[FiniteFloat]] = Field(description="(K, D).")
@@ -339,10 +438,15 @@ class ModelVersionList(BaseModel):
 
 
 class ActivateRequest(_Request):
-    version: VersionNumber = Field(description="The version to serve from now on.")
+    version: VersionBody = Field(description="The version to serve from now on.")
+
+
+_FITTED_WIDTH = rules("the rows of data have the fitted model's n_features values")
 
 
 class PredictRequest(_Request):
+    model_config = ConfigDict(json_schema_extra=_FITTED_WIDTH)
+
     data: MatrixWithMissing
     return_probabilities: bool = False
 
@@ -353,6 +457,8 @@ class PredictResponse(BaseModel):
 
 
 class ScoreRequest(_Request):
+    model_config = ConfigDict(json_schema_extra=_FITTED_WIDTH)
+
     data: MatrixWithMissing
 
 
@@ -362,6 +468,8 @@ class ScoreResponse(BaseModel):
 
 
 class AnomalyRequest(_Request):
+    model_config = ConfigDict(json_schema_extra=_FITTED_WIDTH)
+
     data: MatrixWithMissing
     threshold: FiniteFloat | None = Field(
         None, description="Flag scores above this; default the version's stored threshold."
@@ -435,8 +543,8 @@ class MonitoringRead(BaseModel):
 
 
 class SampleRequest(_Request):
-    n_samples: int = Field(ge=1)
-    random_state: int | None = Field(None, ge=0, le=2**32 - 1)
+    n_samples: PositiveInt = Field(json_schema_extra=limit("GMM_MAX_SAMPLE_SIZE"))
+    random_state: SampleRandomState | None = None
 
 
 class SampleResponse(BaseModel):

@@ -9,6 +9,7 @@ transaction with the job's ``succeeded`` state.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -372,6 +373,15 @@ class Worker:
         bic, aic, log_likelihood = parameters.information_criteria(
             inputs.data, inputs.sample_weight
         )
+        if not (np.isfinite(log_likelihood).all() and math.isfinite(bic) and math.isfinite(aic)):
+            # A summary of NaN or infinity would be stored as nothing a client can read.
+            self._fail(
+                claim,
+                "numerical_error",
+                "the fitted mixture's log-likelihood of the training data is not finite: "
+                "the scale of the data (or of sample_weight) overflows float64; scale it",
+            )
+            return
         summary = {
             "converged": fit.converged,
             "n_iter": fit.n_iter,

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from ... import datasets
 from ...idempotency import Answer, fingerprint, run_once
-from ...matrices import matrix_from_csv, matrix_from_npy, matrix_from_rows
-from ..bodies import UnsupportedMediaType, content_type_of, is_json, parse_json
+from ...matrices import CSV_PATTERN, matrix_from_csv, matrix_from_npy, matrix_from_rows
+from ..bodies import NPY_BODY, UnsupportedMediaType, content_type_of, is_json, parse_json
 from ..deps import (
     CursorQuery,
     DatabaseDep,
@@ -22,7 +22,7 @@ from ..deps import (
 )
 from ..problems import problems
 from ..responses import answer_response
-from ..schemas import DatasetCreate, DatasetList, DatasetRead
+from ..schemas import RECTANGULAR, DatasetCreate, DatasetList, DatasetRead
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -32,10 +32,21 @@ _BODY = {
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/DatasetCreate"}},
             "text/csv": {
-                "schema": {"type": "string"},
+                "schema": {
+                    "type": "string",
+                    "pattern": CSV_PATTERN,
+                    "description": "An optional header line (any line that is not a row "
+                    "of numbers), then one row of comma-separated decimal numbers per "
+                    "line; no blank lines. A body that does not match is a 422.",
+                    "x-rules": [
+                        RECTANGULAR,
+                        "a CSV body has at most GMM_MAX_ROWS rows and GMM_MAX_FEATURES "
+                        "columns, and its numbers are within float64's range",
+                    ],
+                },
                 "example": "x,y\n0.1,2.0\n0.3,1.5\n",
             },
-            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+            "application/x-npy": {"schema": NPY_BODY},
         },
     }
 }

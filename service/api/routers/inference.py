@@ -33,7 +33,7 @@ from ...config import Settings
 from ...db.tables import ModelVersionRow
 from ...errors import FieldError, Invalid, NotFound, ServiceError
 from ...matrices import fast_json_matrix, matrix_from_npy, matrix_from_rows
-from ..bodies import UnsupportedMediaType, content_type_of, is_json, parse_json
+from ..bodies import NPY_BODY, UnsupportedMediaType, content_type_of, is_json, parse_json
 from ..deps import DatabaseDep, TenantDep, VersionQuery, tenant_of
 from ..problems import field_errors, problems
 from ..responses import NumpyJSONResponse, numpy_json
@@ -268,14 +268,7 @@ def _matrix_openapi(request_model: type[BaseModel], *query: str) -> dict[str, An
                 "application/json": {
                     "schema": {"$ref": f"#/components/schemas/{request_model.__name__}"}
                 },
-                NPY: {
-                    "schema": {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "A .npy file of a 2-D numeric array; the other "
-                        "fields as query parameters.",
-                    }
-                },
+                NPY: {"schema": NPY_BODY},
             },
         },
     }
