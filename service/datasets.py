@@ -7,8 +7,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, undefer
 
 from .db.queries import get_owned
-from .db.tables import DatasetRow, new_id
-from .errors import NotFound
+from .db.tables import ACTIVE_JOB_STATUSES, DatasetRow, JobRow, new_id
+from .errors import Conflict, NotFound
 from .matrices import array_from_blob, array_to_blob, sha256_of
 from .pagination import Page, paginate
 
@@ -53,6 +53,21 @@ def list_datasets(*, session: Session, tenant: str, limit: int, cursor: str | No
 
 
 def delete_dataset(*, session: Session, tenant: str, dataset_id: str) -> None:
+    """Delete a dataset; 409 while a queued or running job still needs it."""
+    needed_by = session.scalar(
+        select(JobRow.id)
+        .where(
+            JobRow.dataset_id == dataset_id,
+            JobRow.tenant == tenant,
+            JobRow.status.in_(ACTIVE_JOB_STATUSES),
+        )
+        .limit(1)
+    )
+    if needed_by is not None:
+        raise Conflict(
+            f"dataset {dataset_id!r} is needed by job {needed_by!r}, which is queued or running; "
+            "wait for it to finish or cancel it"
+        )
     deleted = session.execute(
         delete(DatasetRow).where(DatasetRow.id == dataset_id, DatasetRow.tenant == tenant)
     ).rowcount
