@@ -12,11 +12,13 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -127,3 +129,36 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         time.sleep(interval)
+
+
+def start_serve(database_url: str, *, embedded_worker: bool, **settings: str):
+    """``gmm-service serve`` as a process of the test's own: (process, base URL)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "GMM_DATABASE_URL": database_url,
+        "GMM_WORKER_POLL_SECONDS": "0.05",
+        "GMM_PROGRESS_INTERVAL_SECONDS": "0.05",
+        "GMM_LOG_LEVEL": "info",
+        "GMM_LOG_JSON": "true",
+        **{f"GMM_{name.upper()}": value for name, value in settings.items()},
+    }
+    flag = "--embedded-worker" if embedded_worker else "--no-embedded-worker"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "serve", "--port", str(port), flag],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited {process.returncode}: {process.stderr.read()!r}")
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(up, timeout=30, what="serve answering")
+    return process, base

@@ -84,7 +84,6 @@ def _run_fit_through(fault, blinking, *, noticed: bool = True) -> JobRow:
     return job
 
 
-@pytest.mark.postgres
 def test_a_fit_rides_out_a_postgres_restart(blinking):
     def restart(server):
         server.stop()
@@ -94,7 +93,6 @@ def test_a_fit_rides_out_a_postgres_restart(blinking):
     _run_fit_through(restart, blinking)
 
 
-@pytest.mark.postgres
 def test_a_fit_rides_out_its_backend_terminated(blinking):
     def terminate(server):
         for _ in range(3):  # each time the worker reconnects, kill it again
@@ -104,7 +102,6 @@ def test_a_fit_rides_out_its_backend_terminated(blinking):
     _run_fit_through(terminate, blinking, noticed=False)
 
 
-@pytest.mark.postgres
 def test_the_api_answers_503_while_postgres_is_away_and_keeps_the_connection(blinking):
     server, url, _ = blinking
     with serve_process(url, db_retry_after_seconds="3") as base, httpx.Client(base_url=base) as api:
