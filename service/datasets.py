@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+
 import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, undefer
@@ -9,7 +12,7 @@ from sqlalchemy.orm import Session, undefer
 from .db.queries import get_owned
 from .db.tables import ACTIVE_JOB_STATUSES, DatasetRow, JobRow, new_id
 from .errors import Conflict, NotFound
-from .matrices import array_from_blob, array_to_blob, sha256_of
+from .matrices import array_from_blob
 from .pagination import Page, paginate
 
 __all__ = ["create_dataset", "delete_dataset", "get_dataset", "list_datasets", "load_matrix"]
@@ -18,20 +21,31 @@ __all__ = ["create_dataset", "delete_dataset", "get_dataset", "list_datasets", "
 def create_dataset(
     *, session: Session, tenant: str, name: str | None, matrix: np.ndarray
 ) -> DatasetRow:
-    blob = array_to_blob(matrix)
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+    blob = _npy_blob(matrix)
     row = DatasetRow(
         id=new_id("ds"),
         tenant=tenant,
         name=name,
         n_samples=int(matrix.shape[0]),
         n_features=int(matrix.shape[1]),
-        sha256=sha256_of(matrix),
+        sha256=hashlib.sha256(memoryview(matrix).cast("B")).hexdigest(),  # as sha256_of
         size_bytes=int(matrix.nbytes),
         data=blob,
     )
     session.add(row)
     session.flush()
     return row
+
+
+def _npy_blob(matrix: np.ndarray) -> bytes:
+    """The ``.npy`` bytes of a C-contiguous matrix (as ``array_to_blob`` writes them),
+    built in one buffer: the header, then the matrix's memory, copied once."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(matrix))
+    blob = bytearray(header.getbuffer())
+    blob += memoryview(matrix).cast("B")
+    return bytes(blob) if len(blob) < 2**20 else blob  # type: ignore[return-value]
 
 
 def get_dataset(*, session: Session, tenant: str, dataset_id: str) -> DatasetRow:
