@@ -99,7 +99,7 @@ def serve(
         uvicorn.run("service.cli:api_process_app", factory=True, workers=processes, **options)
     finally:
         if fit_worker is not None:
-            fit_worker.stop(timeout=30)
+            fit_worker.stop(timeout=settings.shutdown_seconds)
 
 
 def http_timeouts(settings) -> dict:
@@ -174,7 +174,7 @@ def worker() -> None:
 
     def drain(signum, _frame) -> None:
         logging.getLogger("service.worker").info("signal %s: finishing the current job", signum)
-        runner.stop_event.set()
+        runner.request_stop()
 
     signal.signal(signal.SIGTERM, drain)
     signal.signal(signal.SIGINT, drain)
