@@ -11,6 +11,13 @@ which waits out transient errors (:mod:`service.db.faults`) with backoff; a
 progress write or heartbeat that fails does not stop the fit, which goes on in
 memory while the heartbeat thread keeps trying. Only a lost lease (another
 worker took the job, or it was cancelled) stops a fit.
+
+A job of another kind gets all of this by running as a fit does: claimed by
+:meth:`Worker.run_once`; run inside ``with _Lease(self, claim) as lease``, its
+callback calling ``lease.touch(progress)`` and stopping when that is False;
+its result committed by ``self.transaction("store ...", store)`` (the job's
+transition and its version in one ``store(session)``); its failures through
+:meth:`Worker._fail` and its stops through :meth:`Worker._stopped`.
 """
 
 from __future__ import annotations

@@ -158,3 +158,22 @@ def test_a_sqlite_file_locked_past_the_busy_timeout_is_503(tmp_path):
         assert answer.headers["retry-after"] == str(settings.db_retry_after_seconds)
         assert api.post("/v1/models", json={"n_components": 1}).status_code == 201
     database.dispose()
+
+
+def test_no_free_pooled_connection_is_503(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gmm.db'}"
+    settings = Settings(database_url=url, db_pool_timeout_seconds=0.2, embedded_worker=False)
+    database = Database.from_settings(settings)
+    upgrade(database.engine)
+    pool = database.engine.pool
+    with TestClient(create_app(settings, database=database)) as api:
+        held = [database.engine.connect() for _ in range(pool.size() + pool._max_overflow)]
+        try:
+            answer = api.get("/v1/models")
+        finally:
+            for connection in held:
+                connection.close()
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["type"] == "/problems/database-unavailable"
+        assert api.get("/v1/models").status_code == 200
+    database.dispose()
