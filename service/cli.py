@@ -160,7 +160,28 @@ def api_process_app(*, embedded_worker: bool | None = None, database: Database |
     settings = get_settings()
     _logging(settings)
     pin_blas_to_one_thread()
-    return create_app(settings, database=database, embedded_worker=embedded_worker)
+    app = create_app(settings, database=database, embedded_worker=embedded_worker)
+    _drain_before_uvicorn(app.state.shutdown)
+    return app
+
+
+def _drain_before_uvicorn(shutdown) -> None:
+    """In each API process of ``--workers N``, uvicorn's own server holds the signal
+    handlers while it loads the app: chain the drain (end event streams) before them."""
+    import uvicorn
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not isinstance(getattr(previous, "__self__", None), uvicorn.Server):
+            continue  # not loaded by a uvicorn server (serve's single process has its own)
+
+        def drain_then(signum, frame, previous=previous) -> None:
+            shutdown.begin()
+            previous(signum, frame)
+
+        signal.signal(sig, drain_then)
 
 
 @main.command()

@@ -131,7 +131,9 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         time.sleep(interval)
 
 
-def start_serve(database_url: str, *, embedded_worker: bool, **settings: str):
+def start_serve(
+    database_url: str, *, embedded_worker: bool, args: tuple[str, ...] = (), **settings: str
+):
     """``gmm-service serve`` as a process of the test's own: (process, base URL)."""
     port = free_port()
     env = {
@@ -145,7 +147,7 @@ def start_serve(database_url: str, *, embedded_worker: bool, **settings: str):
     }
     flag = "--embedded-worker" if embedded_worker else "--no-embedded-worker"
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--port", str(port), flag],
+        [sys.executable, "-m", "service", "serve", "--port", str(port), flag, *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -78,3 +78,43 @@ def test_sigterm_ends_streams_hands_the_job_back_and_exits_zero(tmp_path):
     assert "job released to the queue" in log
     print(f"SIGTERM to exit: {took:.2f} s")
     database.dispose()
+
+
+def test_sigterm_ends_streams_in_every_api_process_of_workers_n(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gmm.db'}"
+    database = Database(url)
+    upgrade(database.engine)
+    database.dispose()
+    process, base = start_serve(url, embedded_worker=False, args=("--workers", "2"))
+    try:
+        model = httpx.post(f"{base}/v1/models", json={"n_components": 1}).json()
+        job = httpx.post(
+            f"{base}/v1/models/{model['id']}/fit", json={"data": [[0.0], [1.0], [2.0]]}
+        ).json()  # no worker: it stays queued, and its streams stay open
+        followers, streams = [], []
+        for _ in range(4):  # spread over both processes
+            events: list[tuple[str, dict]] = []
+            opened = threading.Event()
+            follower = threading.Thread(
+                target=_follow, args=(f"{base}/v1/jobs/{job['id']}/events", events, opened)
+            )
+            follower.start()
+            assert opened.wait(10)
+            followers.append(follower)
+            streams.append(events)
+        wait_until(lambda: all(streams), timeout=10, what="a first event on every stream")
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=20)
+        took = time.monotonic() - started
+        for follower in followers:
+            follower.join(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = process.stderr.read().decode()
+    assert status == 0, log[-3000:]
+    assert took < 8.0, took
+    for events in streams:
+        assert [name for name, _ in events][-2:] == ["shutdown", "<closed>"], events
