@@ -196,6 +196,7 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
         self._stopping_since: float | None = None
+        self._current: jobs.Claim | None = None  # the job being run
         self.last_heartbeat = time.monotonic()
         self._thread: threading.Thread | None = None
 
@@ -296,9 +297,32 @@ class Worker:
         self.stop_event.set()
 
     def stop(self, timeout: float | None = None) -> None:
+        """Stop, waiting up to ``timeout`` for the running job to be handed back.
+
+        A job still running after that (an iteration longer than the time left)
+        is handed back from here, so that the process can exit without leaving
+        it to wait out its lease.
+        """
         self.request_stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return
+        self._thread.join(timeout)
+        claim = self._current
+        if self._thread.is_alive() and claim is not None:
+            deadline = time.monotonic() + 1.0
+            try:
+                released = self.transaction(
+                    "hand the job back",
+                    lambda session: jobs.release(
+                        session=session, job_id=claim.job_id, worker_id=self.worker_id
+                    ),
+                    give_up=lambda: time.monotonic() > deadline,
+                )
+            except Exception:
+                log.exception("handing the job back failed", extra={"job_id": claim.job_id})
+            else:
+                if released:
+                    log.info("job released to the queue", extra={"job_id": claim.job_id})
 
     def run_once(self) -> bool:
         """Claim one job and run it; False when the queue is empty."""
@@ -311,7 +335,11 @@ class Worker:
         if claim is None:
             return False
         log.info("job claimed", extra={"job_id": claim.job_id, "attempt": claim.attempt})
-        self._run(claim)
+        self._current = claim
+        try:
+            self._run(claim)
+        finally:
+            self._current = None
         return True
 
     # --- one job ------------------------------------------------------------------

@@ -118,3 +118,32 @@ def test_sigterm_ends_streams_in_every_api_process_of_workers_n(tmp_path):
     assert took < 8.0, took
     for events in streams:
         assert [name for name, _ in events][-2:] == ["shutdown", "<closed>"], events
+
+
+def test_a_job_whose_iteration_outlasts_the_shutdown_is_handed_back(
+    database, settings, monkeypatch
+):
+    from service.worker import Worker, runner
+
+    from ..worker.conftest import queue_fit
+
+    iterating = threading.Event()
+
+    def one_long_iteration(data, config, *, callback, **_):
+        callback(runner.FitProgress(init=1, n_init=1, iteration=1, max_iter=100, lower_bound=-1.0))
+        iterating.set()
+        time.sleep(3.0)  # deaf to the stop
+        raise runner.FitCancelled()
+
+    monkeypatch.setattr(runner, "fit_mixture", one_long_iteration)
+    _, job_id = queue_fit(database, settings, np.zeros((10, 2)))
+    worker = Worker(database, settings)
+    worker.start_in_thread()
+    assert iterating.wait(10)
+    started = time.monotonic()
+    worker.stop(timeout=0.5)
+    assert time.monotonic() - started < 2.0
+    with database.session() as session:
+        job = session.get(JobRow, job_id)
+        assert (job.status, job.attempts, job.worker_id) == ("queued", 0, None)
+    worker._thread.join(10)  # let the fit thread end before the database goes
