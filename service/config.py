@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Wait for a new database connection (PostgreSQL connect_timeout)."
     )
     db_statement_timeout_seconds: float = Field(
-        30.0, ge=0, description="Longest statement on PostgreSQL (0: no limit)."
+        30.0, ge=0, description="Longest statement, on PostgreSQL and SQLite (0: no limit)."
     )
     db_lock_timeout_seconds: float = Field(
         5.0,

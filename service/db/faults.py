@@ -13,7 +13,8 @@ that the work is wrong: run again later, the same statement can succeed.
   serialization failure or a deadlock (PostgreSQL reports all of these as
   ``OperationalError``);
 - SQLite's ``database is locked`` / ``database table is locked`` (another
-  writer held the file past the busy timeout).
+  writer held the file past the busy timeout) and ``interrupted`` (a statement
+  ran past ``GMM_DB_STATEMENT_TIMEOUT_SECONDS``).
 
 Everything else is a real error and is not retried: constraint violations
 (``IntegrityError``), bad data (``DataError``), bad SQL or a missing table
@@ -38,7 +39,8 @@ log = logging.getLogger("service.db")
 
 T = TypeVar("T")
 
-_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+# Busy past the busy timeout; "interrupted": past the statement timeout (see session.py).
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy", "interrupted")
 
 
 def _psycopg_transient(error: BaseException) -> bool:

@@ -8,6 +8,7 @@ from the pool. A database that hangs then fails fast with an error that
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,14 +45,39 @@ class Timeouts:
         )
 
 
-def _sqlite_pragmas(dbapi_connection, _record, *, busy_ms: int) -> None:
-    """WAL and a busy timeout, so the API and the embedded worker share the file."""
+def _sqlite_pragmas(dbapi_connection, record, *, busy_ms: int, statement_seconds: float) -> None:
+    """WAL and a busy timeout, so the API and the embedded worker share the file;
+    and a statement timeout (SQLite has none of its own: a progress handler
+    interrupts a statement that runs past the deadline set when it started)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    if statement_seconds > 0:
+        deadline = record.info.setdefault("statement_deadline", [None])
+
+        def past_deadline() -> int:
+            limit = deadline[0]
+            return int(limit is not None and time.monotonic() > limit)
+
+        dbapi_connection.set_progress_handler(past_deadline, 100_000)
+
+
+def _start_statement_clock(seconds: float):
+    def before(connection, cursor, statement, parameters, context, executemany) -> None:
+        deadline = connection.connection.info.get("statement_deadline")
+        if deadline is not None:
+            deadline[0] = time.monotonic() + seconds
+
+    return before
+
+
+def _stop_statement_clock(connection, cursor, statement, parameters, context, executemany) -> None:
+    deadline = connection.connection.info.get("statement_deadline")
+    if deadline is not None:
+        deadline[0] = None
 
 
 def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
@@ -66,7 +92,16 @@ def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": timeouts.lock}, **pool
         )
         busy_ms = max(1, round(timeouts.lock * 1000))
-        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
+        event.listen(
+            engine,
+            "connect",
+            partial(_sqlite_pragmas, busy_ms=busy_ms, statement_seconds=timeouts.statement),
+        )
+        if timeouts.statement > 0:
+            event.listen(
+                engine, "before_cursor_execute", _start_statement_clock(timeouts.statement)
+            )
+            event.listen(engine, "after_cursor_execute", _stop_statement_clock)
         return engine
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)

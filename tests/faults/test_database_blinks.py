@@ -191,3 +191,26 @@ def test_no_free_pooled_connection_is_503(tmp_path):
         assert answer.json()["type"] == "/problems/database-unavailable"
         assert api.get("/v1/models").status_code == 200
     database.dispose()
+
+
+_ENDLESS = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) "
+    "SELECT count(*) FROM n"
+)
+
+
+def test_a_sqlite_statement_past_the_statement_timeout_is_interrupted(tmp_path):
+    from sqlalchemy.exc import OperationalError
+
+    from service.db.faults import is_transient
+    from service.db.session import Timeouts
+
+    database = Database(f"sqlite:///{tmp_path / 'gmm.db'}", Timeouts(statement=0.3))
+    started = time.monotonic()
+    with pytest.raises(OperationalError) as raised, database.session() as session:
+        session.execute(text(_ENDLESS))
+    assert time.monotonic() - started < 3.0
+    assert is_transient(raised.value)
+    with database.session() as session:  # the connection serves the next statement
+        assert session.execute(text("SELECT 1")).scalar() == 1
+    database.dispose()
