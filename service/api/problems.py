@@ -19,7 +19,13 @@ from ..errors import FieldError, Invalid, ServiceError
 from ..gmm import GMMError
 from .responses import ProblemResponse
 
-__all__ = ["field_errors", "install_problem_handlers", "problem_response", "problems"]
+__all__ = [
+    "database_unavailable",
+    "field_errors",
+    "install_problem_handlers",
+    "problem_response",
+    "problems",
+]
 
 log = logging.getLogger("service.api")
 
@@ -105,8 +111,19 @@ async def _on_http(request: Request, exc: StarletteHTTPException) -> ProblemResp
     return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 
+def database_unavailable(retry_after_seconds: int) -> ProblemResponse:
+    """The 503 answered while the database is away, locked or out of connections."""
+    return problem_response(
+        503,
+        "the database is unavailable or busy; retry after the time in Retry-After",
+        title="Service Unavailable",
+        type_="/problems/database-unavailable",
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
+
+
 async def _on_database_error(request: Request, exc: Exception) -> ProblemResponse:
-    """503 with ``Retry-After`` while the database is away, locked or out of connections.
+    """503 with ``Retry-After`` for a transient database error (see service.db.faults).
 
     Handled here (not by the catch-all) so that the answer is an ordinary one:
     the server keeps the client's connection open for its retry.
@@ -117,14 +134,7 @@ async def _on_database_error(request: Request, exc: Exception) -> ProblemRespons
         "database unavailable",
         extra={"path": request.url.path, "error": f"{exc.__class__.__name__}"},
     )
-    retry_after = request.app.state.settings.db_retry_after_seconds
-    return problem_response(
-        503,
-        "the database is unavailable or busy; retry after the time in Retry-After",
-        title="Service Unavailable",
-        type_="/problems/database-unavailable",
-        headers={"Retry-After": str(retry_after)},
-    )
+    return database_unavailable(request.app.state.settings.db_retry_after_seconds)
 
 
 def _database_errors() -> tuple[type[Exception], ...]:
