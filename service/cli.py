@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -36,7 +38,7 @@ def migrate() -> None:
     """Upgrade the database (GMM_DATABASE_URL) to the newest schema."""
     settings = get_settings()
     _logging(settings)
-    database = Database(settings.resolved_database_url)
+    database = Database.from_settings(settings)
     upgrade(database.engine)
     click.echo(f"database at head: {database.engine.url.render_as_string()}")
 
@@ -68,7 +70,7 @@ def serve(
 
     settings = get_settings()
     _logging(settings)
-    database = Database(settings.resolved_database_url)
+    database = Database.from_settings(settings)
     upgrade(database.engine)
     run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
     processes = web_concurrency or settings.web_concurrency
@@ -77,10 +79,14 @@ def serve(
         port=port or settings.port,
         log_level=settings.log_level.lower(),
         log_config=None,  # keep our handlers (JSON lines or console)
-        timeout_graceful_shutdown=30,
+        # Requests in flight get half the shutdown time; the worker's hand-back the rest.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 2)),
+        **http_timeouts(settings),
     )
     if processes == 1:
-        uvicorn.run(api_process_app(embedded_worker=run_worker, database=database), **options)
+        app = api_process_app(embedded_worker=run_worker, database=database)
+        server = DrainingServer(uvicorn.Config(app, **options), app.state.shutdown)
+        server.run()
         return
     from .worker import Worker
 
@@ -93,7 +99,56 @@ def serve(
         uvicorn.run("service.cli:api_process_app", factory=True, workers=processes, **options)
     finally:
         if fit_worker is not None:
-            fit_worker.stop(timeout=30)
+            fit_worker.stop(timeout=settings.shutdown_seconds)
+
+
+def http_timeouts(settings) -> dict:
+    """uvicorn options that bound slow clients: headers and body chunks must keep coming
+    (``GMM_HTTP_*_TIMEOUT_SECONDS``, read by the protocol in each API process)."""
+    return dict(
+        http="service.api.slow_clients:TimedH11Protocol",
+        h11_max_incomplete_event_size=64 * 1024,  # request line and headers
+        timeout_keep_alive=5,
+    )
+
+
+def _draining_server_class():
+    import uvicorn
+
+    class _DrainingServer(uvicorn.Server):
+        """uvicorn's server, shutting down in the service's order (see service.api.shutdown).
+
+        On SIGTERM or SIGINT it first tells the app to drain (the worker stops
+        claiming, event streams end), then does uvicorn's graceful shutdown; and
+        a shutdown that went to plan exits 0 (uvicorn re-raises the signal, 143).
+        """
+
+        def __init__(self, config, shutdown) -> None:
+            super().__init__(config)
+            self.shutdown_plan = shutdown
+
+        def handle_exit(self, sig, frame) -> None:
+            self.shutdown_plan.begin()
+            super().handle_exit(sig, frame)
+
+        @contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return _DrainingServer
+
+
+def DrainingServer(config, shutdown):
+    return _draining_server_class()(config, shutdown)
 
 
 def api_process_app(*, embedded_worker: bool | None = None, database: Database | None = None):
@@ -105,7 +160,28 @@ def api_process_app(*, embedded_worker: bool | None = None, database: Database |
     settings = get_settings()
     _logging(settings)
     pin_blas_to_one_thread()
-    return create_app(settings, database=database, embedded_worker=embedded_worker)
+    app = create_app(settings, database=database, embedded_worker=embedded_worker)
+    _drain_before_uvicorn(app.state.shutdown)
+    return app
+
+
+def _drain_before_uvicorn(shutdown) -> None:
+    """In each API process of ``--workers N``, uvicorn's own server holds the signal
+    handlers while it loads the app: chain the drain (end event streams) before them."""
+    import uvicorn
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not isinstance(getattr(previous, "__self__", None), uvicorn.Server):
+            continue  # not loaded by a uvicorn server (serve's single process has its own)
+
+        def drain_then(signum, frame, previous=previous) -> None:
+            shutdown.begin()
+            previous(signum, frame)
+
+        signal.signal(sig, drain_then)
 
 
 @main.command()
@@ -115,11 +191,11 @@ def worker() -> None:
 
     settings = get_settings()
     _logging(settings)
-    runner = Worker(Database(settings.resolved_database_url), settings)
+    runner = Worker(Database.from_settings(settings), settings)
 
     def drain(signum, _frame) -> None:
         logging.getLogger("service.worker").info("signal %s: finishing the current job", signum)
-        runner.stop_event.set()
+        runner.request_stop()
 
     signal.signal(signal.SIGTERM, drain)
     signal.signal(signal.SIGINT, drain)

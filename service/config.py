@@ -25,12 +25,42 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL; default: a SQLite file in data_dir."
     )
 
+    # Database faults and limits
+    db_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="Wait for a new database connection (PostgreSQL connect_timeout)."
+    )
+    db_statement_timeout_seconds: float = Field(
+        30.0, ge=0, description="Longest statement, on PostgreSQL and SQLite (0: no limit)."
+    )
+    db_lock_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Wait for a row or table lock (PostgreSQL lock_timeout, SQLite busy timeout).",
+    )
+    db_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="Wait for a free connection in the pool."
+    )
+    db_retry_after_seconds: int = Field(
+        2, ge=1, description="Retry-After of a 503 answered while the database is unavailable."
+    )
+
     # Serving
     host: str = Field("127.0.0.1", description="Address `gmm-service serve` binds.")
     port: int = Field(8000, description="Port `gmm-service serve` binds.")
     embedded_worker: bool = Field(True, description="Run a fit worker inside the API process.")
     web_concurrency: int = Field(
         1, ge=1, description="API processes `gmm-service serve` runs (one embedded worker in all)."
+    )
+    shutdown_seconds: float = Field(
+        8.0,
+        gt=0,
+        description="On SIGTERM: time to end streams, hand the running job back and exit.",
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time a client gets to send a request's headers."
+    )
+    http_body_timeout_seconds: float = Field(
+        60.0, gt=0, description="Longest wait for the next chunk of a request body."
     )
     log_level: str = Field("info", description="Log level of the service's loggers.")
     log_json: bool | None = Field(

@@ -46,7 +46,8 @@ def fingerprint(*parts: str | bytes) -> str:
     digest = hashlib.sha256()
     for part in parts:
         data = part.encode() if isinstance(part, str) else part
-        digest.update(len(data).to_bytes(8, "big") + data)
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)  # not concatenated: a large body is not copied
     return digest.hexdigest()
 
 

@@ -324,7 +324,14 @@ def finish_cancelled(*, session: Session, job_id: str, worker_id: str) -> bool:
 
 
 def release(*, session: Session, job_id: str, worker_id: str) -> bool:
-    """Give a running job back to the queue (a draining worker), not counting the attempt."""
+    """Give a running job back to the queue (a draining worker), not counting the attempt.
+
+    Its progress starts over (the next worker starts from the beginning): counters
+    back to 0, ``lower_bound`` null, the lower-bound history emptied.
+    """
+    progress = session.scalar(select(JobRow.progress).where(_held(job_id, worker_id)))
+    if progress is None:
+        return False
     return bool(
         session.execute(
             update(JobRow)
@@ -335,9 +342,21 @@ def release(*, session: Session, job_id: str, worker_id: str) -> bool:
                 lease_expires_at=None,
                 started_at=None,
                 attempts=JobRow.attempts - 1,
+                progress=_progress_reset(progress),
+                lower_bound_history=[],
             )
         ).rowcount
     )
+
+
+def _progress_reset(progress: dict[str, Any]) -> dict[str, Any]:
+    """Progress as a job that has not started shows it: counts at 0, values null;
+    totals (``n_init``, ``max_iter``, and any other ``n_*``/``max_*``) kept."""
+    kept = {key for key in progress if key.startswith(("n_", "max_"))}
+    return {
+        key: value if key in kept or not isinstance(value, int | float) else None
+        for key, value in progress.items()
+    } | {key: 0 for key in ("init", "iteration") if key in progress}
 
 
 def _settle_model(session: Session, model_id: str, *, failed: bool) -> None:

@@ -30,6 +30,7 @@ from .schemas import (
     ScoreRequest,
     SelectRequest,
 )
+from .shutdown import Shutdown
 
 __all__ = ["create_app"]
 
@@ -49,23 +50,26 @@ def create_app(
 ) -> FastAPI:
     """Build the app. The embedded worker starts with the lifespan, when configured."""
     settings = settings or get_settings()
-    database = database or Database(settings.resolved_database_url)
+    database = database or Database.from_settings(settings)
     run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
     cache = ModelCache(settings.model_cache_size)
     metrics = Metrics(database, cache)
+    shutdown = Shutdown(settings.shutdown_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker = None
         if run_worker:
             worker = Worker(database, settings, metrics=metrics)
+            shutdown.on_begin(worker.request_stop)  # stop claiming at once
             worker.start_in_thread()
             app.state.worker = worker
         try:
             yield
         finally:
+            shutdown.begin()  # streams end; the running job is handed back
             if worker is not None:
-                worker.stop(timeout=30)
+                worker.stop(timeout=shutdown.remaining())
             app.state.resolver.close()
 
     app = FastAPI(
@@ -83,6 +87,7 @@ def create_app(
     app.state.key_ring = KeyRing.parse(settings.api_keys)
     app.state.metrics = metrics
     app.state.worker = None
+    app.state.shutdown = shutdown
     install_problem_handlers(app)
     # The inference routes first: the router tries routes in order, and they are the hot path.
     routers = (

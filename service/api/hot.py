@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ServiceError
 from ..gmm import GMMError
-from .problems import problem_for
+from .problems import DATABASE_ERRORS, on_database_error, problem_for
 
 __all__ = ["HotPath"]
 
@@ -58,6 +58,8 @@ class HotPath:
                     response = await endpoint(request)
                 except (ServiceError, GMMError) as exc:
                     response = problem_for(exc)
+                except DATABASE_ERRORS as exc:  # 503 when transient, as the app answers
+                    response = await on_database_error(request, exc)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

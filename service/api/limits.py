@@ -10,12 +10,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["BodySizeLimit"]
 
 
+def _detail(max_bytes: int) -> str:
+    return f"the request body exceeds {max_bytes} bytes (GMM_MAX_BODY_BYTES)"
+
+
 class _TooLarge(HTTPException):
     """Raised while the body streams in; FastAPI passes HTTPExceptions through
     its body parsing, and the problem handler turns it into a 413."""
 
     def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"the request body exceeds {max_bytes} bytes (GMM_MAX_BODY_BYTES)")
+        super().__init__(413, _detail(max_bytes))
 
 
 class BodySizeLimit:
@@ -71,7 +75,7 @@ class BodySizeLimit:
                 "type": "/problems/too-large",
                 "title": "Content Too Large",
                 "status": 413,
-                "detail": f"the request body exceeds {self.max_bytes} bytes (GMM_MAX_BODY_BYTES)",
+                "detail": _detail(self.max_bytes),
             }
         ).encode()
         await send(

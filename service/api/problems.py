@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -10,16 +11,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..db.faults import is_transient
 from ..errors import FieldError, Invalid, ServiceError
 from ..gmm import GMMError
 from .responses import ProblemResponse
 
 __all__ = [
     "allowed_methods",
+    "DATABASE_ERRORS",
+    "database_unavailable",
     "field_errors",
     "install_problem_handlers",
+    "on_database_error",
     "problem_for",
     "problem_response",
     "problems",
@@ -132,6 +138,8 @@ async def _on_http(request: Request, exc: StarletteHTTPException) -> ProblemResp
             type_="/problems/validation",
             errors=[FieldError("#/", "the body is not well-formed JSON (not UTF-8 text)")],
         )
+    if exc.status_code == 413:  # the same body as BodySizeLimit's own answer
+        return problem_response(413, detail, title="Content Too Large", type_="/problems/too-large")
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.url.path}"
     if exc.status_code == 405:
@@ -157,6 +165,47 @@ def allowed_methods(request: Request, answered: str = "") -> list[str]:
     return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
+def database_unavailable(retry_after_seconds: int) -> ProblemResponse:
+    """The 503 answered while the database is away, locked or out of connections."""
+    return problem_response(
+        503,
+        "the database is unavailable or busy; retry after the time in Retry-After",
+        title="Service Unavailable",
+        type_="/problems/database-unavailable",
+        headers={"Retry-After": str(retry_after_seconds)},
+    )
+
+
+async def on_database_error(request: Request, exc: Exception) -> ProblemResponse:
+    """503 with ``Retry-After`` for a transient database error (see service.db.faults).
+
+    Handled here (not by the catch-all) so that the answer is an ordinary one:
+    the server keeps the client's connection open for its retry.
+    """
+    if not is_transient(exc):
+        return await _on_unexpected(request, exc)
+    log.warning(
+        "database unavailable",
+        extra={"path": request.url.path, "error": f"{exc.__class__.__name__}"},
+    )
+    return database_unavailable(request.app.state.settings.db_retry_after_seconds)
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """SQLAlchemy's errors, and raw DBAPI ones (service.serving reads on raw connections)."""
+    errors: list[type[Exception]] = [sa_exc.DBAPIError, sa_exc.TimeoutError, sqlite3.Error]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    return tuple(errors)
+
+
+DATABASE_ERRORS = _database_errors()
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
     log.exception("unhandled error", extra={"path": request.url.path})
     return problem_response(500, "an unexpected error occurred; it has been logged")
@@ -167,6 +216,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(GMMError, _on_gmm_error)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
@@ -178,6 +229,7 @@ _DESCRIPTIONS = {
     413: "The request body is too large.",
     415: "Unsupported content type.",
     422: "The request is invalid; `errors` names each field at fault.",
+    503: "The database is unavailable or busy; retry after `Retry-After` seconds.",
 }
 
 

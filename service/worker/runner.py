@@ -4,6 +4,20 @@ A worker holds a job through a lease that a heartbeat thread renews while the
 fit runs; the progress callback writes progress at a bounded rate and stops the
 fit when the job was cancelled or lost. The fit's result is committed in one
 transaction with the job's ``succeeded`` state.
+
+The database may blink (a restart, a terminated backend, a lock held too
+long). Every write the worker makes goes through :meth:`Worker.transaction`,
+which waits out transient errors (:mod:`service.db.faults`) with backoff; a
+progress write or heartbeat that fails does not stop the fit, which goes on in
+memory while the heartbeat thread keeps trying. Only a lost lease (another
+worker took the job, or it was cancelled) stops a fit.
+
+A job of another kind gets all of this by running as a fit does: claimed by
+:meth:`Worker.run_once`; run inside ``with _Lease(self, claim) as lease``, its
+callback calling ``lease.touch(progress)`` and stopping when that is False;
+its result committed by ``self.transaction("store ...", store)`` (the job's
+transition and its version in one ``store(session)``); its failures through
+:meth:`Worker._fail` and its stops through :meth:`Worker._stopped`.
 """
 
 from __future__ import annotations
@@ -15,18 +29,20 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import Session, undefer
 
 from .. import jobs, versions
 from ..config import Settings
 from ..datasets import load_matrix
 from ..db import Database
+from ..db.faults import is_transient, retry_transient
 from ..db.tables import DatasetRow, JobRow, ModelRow, VersionSource, utcnow
 from ..errors import ServiceError
 from ..gmm import (
@@ -50,6 +66,9 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("service.worker")
 _HOUSEKEEPING_SECONDS = 300.0
+_RETRY_FIRST, _RETRY_MAX = 0.1, 2.0  # backoff between tries while the database is away
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -77,6 +96,9 @@ class _Lease:
         self.timed_out = False
         self._lock = threading.Lock()
         self._last_write = 0.0
+        self._failing = False  # the last write met a transient database error
+        self._pending: dict[str, Any] | None = None  # progress not yet written
+        self._pending_history: list[float] | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(
             target=self._beat, name=f"lease-{claim.job_id}", daemon=True
@@ -92,8 +114,10 @@ class _Lease:
 
     def _beat(self) -> None:
         interval = max(0.05, self.settings.lease_seconds / 3)
-        while not self._done.wait(interval):
-            self.touch(None, force=True)
+        backoff = _RETRY_FIRST
+        while not self._done.wait(backoff if self._failing else interval):
+            self.touch(self._pending, self._pending_history, force=True)
+            backoff = min(_RETRY_MAX, backoff * 2) if self._failing else _RETRY_FIRST
 
     def touch(
         self,
@@ -101,31 +125,65 @@ class _Lease:
         history: list[float] | None = None,
         force: bool = False,
     ) -> bool:
-        """Renew (rate-limited unless forced); False once the job must stop."""
+        """Renew (rate-limited unless forced); False once the job must stop.
+
+        Call it from a job's progress callback with the progress to record (any
+        JSON object) and stop the job when it returns False. A transient
+        database error does not stop the job: the progress is kept and the
+        heartbeat thread writes it, with backoff, once the database is back;
+        meanwhile the caller goes on (the fit runs in memory).
+        """
         now = time.monotonic()
         if now > self.deadline:
             self.timed_out = self.stopped = True
         if self.worker.stop_event.is_set():  # draining: hand the job back
             self.stopped = True
-        with self._lock:
+        if self.stopped:
+            return False
+        if progress is not None:
+            self._pending, self._pending_history = progress, history
+        if not force and (
+            self._failing or now - self._last_write < self.settings.progress_interval_seconds
+        ):
+            return True  # while the database is away, the heartbeat thread does the writing
+        if not self._lock.acquire(blocking=force):
+            return True  # the heartbeat thread is writing
+        try:
             if self.stopped:
                 return False
-            if not force and now - self._last_write < self.settings.progress_interval_seconds:
-                return True
             self._last_write = now
-            self.worker.last_heartbeat = now
-            with self.worker.database.session() as session:
-                held = jobs.renew(
-                    session=session,
-                    job_id=self.claim.job_id,
-                    worker_id=self.worker.worker_id,
-                    lease_seconds=self.settings.lease_seconds,
-                    progress=progress,
-                    lower_bound_history=history,
+            try:
+                with self.worker.database.session() as session:
+                    held = jobs.renew(
+                        session=session,
+                        job_id=self.claim.job_id,
+                        worker_id=self.worker.worker_id,
+                        lease_seconds=self.settings.lease_seconds,
+                        progress=self._pending,
+                        lower_bound_history=self._pending_history,
+                    )
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                if not self._failing:
+                    log.warning(
+                        "lease renewal failed; the job goes on and the renewal is retried",
+                        extra={"job_id": self.claim.job_id, "error": repr(error)[:300]},
+                    )
+                self._failing = True
+                return True
+            if self._failing:
+                log.info(
+                    "lease renewed after a database outage", extra={"job_id": self.claim.job_id}
                 )
+            self._failing = False
+            self.worker.last_heartbeat = now
+            self._pending = self._pending_history = None
             if not held:
                 self.stopped = True
             return held
+        finally:
+            self._lock.release()
 
 
 @dataclass
@@ -235,8 +293,45 @@ class Worker:
         self.metrics = metrics
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stop_event = threading.Event()
+        self._stopping_since: float | None = None
+        self._current: jobs.Claim | None = None  # the job being run
         self.last_heartbeat = time.monotonic()
         self._thread: threading.Thread | None = None
+
+    # --- the database, through its blinks ----------------------------------------
+
+    def transaction(
+        self,
+        what: str,
+        operation: Callable[[Session], T],
+        *,
+        give_up: Callable[[], bool] | None = None,
+    ) -> T:
+        """``operation(session)`` in one transaction, run again after a transient error.
+
+        Use it for every write a job makes outside the lease (its final commit,
+        a failure, a hand-back): the operation must be a transition that checks
+        the state it expects (as those of :mod:`service.jobs` do), so that running
+        it again after a commit whose answer was lost changes nothing. Tries
+        until it succeeds, a real error is raised, or ``give_up()`` (default:
+        never while the worker runs; after ``shutdown_seconds`` once it is stopping).
+        """
+
+        def attempt() -> T:
+            with self.database.session() as session:
+                return operation(session)
+
+        return retry_transient(
+            attempt,
+            what=what,
+            give_up=give_up or self._stopping_too_long,
+            first_delay=_RETRY_FIRST,
+            max_delay=_RETRY_MAX,
+        )
+
+    def _stopping_too_long(self) -> bool:
+        stopping = self._stopping_since
+        return stopping is not None and time.monotonic() - stopping > self.settings.shutdown_seconds
 
     # --- running ------------------------------------------------------------------
 
@@ -257,17 +352,26 @@ class Worker:
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker_id": self.worker_id})
         next_chores = 0.0
+        backoff = _RETRY_FIRST
         while not self.stop_event.is_set():
             self.last_heartbeat = time.monotonic()
             if self.last_heartbeat >= next_chores:
                 next_chores = self.last_heartbeat + _HOUSEKEEPING_SECONDS
                 try:
                     self.housekeeping()
-                except Exception:
-                    log.exception("housekeeping failed")
+                except Exception as error:
+                    if not is_transient(error):
+                        log.exception("housekeeping failed")
+                    next_chores = self.last_heartbeat + 10.0
             try:
                 ran = self.run_once()
-            except Exception:  # a database hiccup must not kill the worker
+                backoff = _RETRY_FIRST
+            except Exception as error:  # a database hiccup must not kill the worker
+                if is_transient(error):  # the claim failed: try again, less and less often
+                    log.warning("claim failed; retrying", extra={"error": repr(error)[:300]})
+                    self.stop_event.wait(backoff)
+                    backoff = min(_RETRY_MAX, backoff * 2)
+                    continue
                 log.exception("worker loop error")
                 ran = False
             if not ran:
@@ -284,10 +388,39 @@ class Worker:
         self._thread = threading.Thread(target=self.run_forever, name="gmm-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> None:
+    def request_stop(self) -> None:
+        """Stop claiming; the running job is handed back at its next iteration."""
+        if self._stopping_since is None:
+            self._stopping_since = time.monotonic()
         self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop, waiting up to ``timeout`` for the running job to be handed back.
+
+        A job still running after that (an iteration longer than the time left)
+        is handed back from here, so that the process can exit without leaving
+        it to wait out its lease.
+        """
+        self.request_stop()
+        if self._thread is None:
+            return
+        self._thread.join(timeout)
+        claim = self._current
+        if self._thread.is_alive() and claim is not None:
+            deadline = time.monotonic() + 1.0
+            try:
+                released = self.transaction(
+                    "hand the job back",
+                    lambda session: jobs.release(
+                        session=session, job_id=claim.job_id, worker_id=self.worker_id
+                    ),
+                    give_up=lambda: time.monotonic() > deadline,
+                )
+            except Exception:
+                log.exception("handing the job back failed", extra={"job_id": claim.job_id})
+            else:
+                if released:
+                    log.info("job released to the queue", extra={"job_id": claim.job_id})
 
     def run_once(self) -> bool:
         """Claim one job and run it; False when the queue is empty."""
@@ -300,45 +433,51 @@ class Worker:
         if claim is None:
             return False
         log.info("job claimed", extra={"job_id": claim.job_id, "attempt": claim.attempt})
-        self._run(claim)
+        self._current = claim
+        try:
+            self._run(claim)
+        finally:
+            self._current = None
         return True
 
     # --- one job ------------------------------------------------------------------
 
     def _load(self, claim: jobs.Claim) -> _FitInputs:
-        with self.database.session() as session:
-            job = session.scalars(
-                select(JobRow)
-                .where(JobRow.id == claim.job_id)
-                .options(undefer(JobRow.data), undefer(JobRow.sample_weight))
-            ).one()
-            model = session.scalars(select(ModelRow).where(ModelRow.id == claim.model_id)).one()
-            dataset_sha256 = None
-            if job.dataset_id is not None:
-                data = load_matrix(session=session, dataset_id=job.dataset_id)
-                dataset_sha256 = session.scalar(
-                    select(DatasetRow.sha256).where(DatasetRow.id == job.dataset_id)
-                )
-            else:
-                data = array_from_blob(job.data)
-            weights = None if job.sample_weight is None else array_from_blob(job.sample_weight)
-            warm = None
-            if job.warm_start and model.active_version is not None:
-                warm = versions.load_parameters(
-                    session=session, model_id=model.id, version=model.active_version
-                )
-            session.expunge(model)
-            return _FitInputs(
-                model,
-                data,
-                weights,
-                warm,
-                job.dataset_id,
-                dataset_sha256,
-                job.activate,
-                job.kind,
-                job.options or {},
+        return self.transaction("load the job", lambda session: self._read_inputs(session, claim))
+
+    def _read_inputs(self, session: Session, claim: jobs.Claim) -> _FitInputs:
+        job = session.scalars(
+            select(JobRow)
+            .where(JobRow.id == claim.job_id)
+            .options(undefer(JobRow.data), undefer(JobRow.sample_weight))
+        ).one()
+        model = session.scalars(select(ModelRow).where(ModelRow.id == claim.model_id)).one()
+        dataset_sha256 = None
+        if job.dataset_id is not None:
+            data = load_matrix(session=session, dataset_id=job.dataset_id)
+            dataset_sha256 = session.scalar(
+                select(DatasetRow.sha256).where(DatasetRow.id == job.dataset_id)
             )
+        else:
+            data = array_from_blob(job.data)
+        weights = None if job.sample_weight is None else array_from_blob(job.sample_weight)
+        warm = None
+        if job.warm_start and model.active_version is not None:
+            warm = versions.load_parameters(
+                session=session, model_id=model.id, version=model.active_version
+            )
+        session.expunge(model)
+        return _FitInputs(
+            model,
+            data,
+            weights,
+            warm,
+            job.dataset_id,
+            dataset_sha256,
+            job.activate,
+            job.kind,
+            job.options or {},
+        )
 
     def _run(self, claim: jobs.Claim) -> None:
         started = time.perf_counter()
@@ -409,7 +548,8 @@ class Worker:
             job_id=claim.job_id,
             training_scores=scores.to_bytes(),
         )
-        with self.database.session() as session:
+
+        def store(session: Session) -> bool:
             model_id = jobs.succeed(
                 session=session,
                 job_id=claim.job_id,
@@ -418,7 +558,7 @@ class Worker:
                 progress=report.progress or None,
                 lower_bound_history=fit.lower_bound_history,
             )
-            stored = model_id is not None and (
+            return model_id is not None and (
                 versions.add_version(
                     session=session,
                     model_id=model_id,
@@ -428,14 +568,18 @@ class Worker:
                 )
                 is not None
             )
+
+        stored = self.transaction("store the fit", store)
         if stored and self.metrics is not None:
             self.metrics.fit_seconds.observe(time.perf_counter() - started)
             self.metrics.fit_iterations.observe(fit.n_iter)
         if not stored:  # cancelled at the last moment, lost, or the model was deleted
-            with self.database.session() as session:
-                jobs.finish_cancelled(
+            self.transaction(
+                "finish a cancelled job",
+                lambda session: jobs.finish_cancelled(
                     session=session, job_id=claim.job_id, worker_id=self.worker_id
-                )
+                ),
+            )
         log.info(
             "job finished",
             extra={
@@ -449,10 +593,12 @@ class Worker:
 
     def _stopped(self, claim: jobs.Claim, lease: _Lease) -> None:
         if self.stop_event.is_set() and not lease.timed_out:
-            with self.database.session() as session:
-                released = jobs.release(
+            released = self.transaction(
+                "hand the job back",
+                lambda session: jobs.release(
                     session=session, job_id=claim.job_id, worker_id=self.worker_id
-                )
+                ),
+            )
             if released:
                 log.info("job released to the queue", extra={"job_id": claim.job_id})
                 return
@@ -463,15 +609,21 @@ class Worker:
                 f"the fit ran longer than {self.settings.job_timeout_seconds:g} s (job_timeout_seconds)",
             )
             return
-        with self.database.session() as session:
-            jobs.finish_cancelled(session=session, job_id=claim.job_id, worker_id=self.worker_id)
+        self.transaction(
+            "finish a cancelled job",
+            lambda session: jobs.finish_cancelled(
+                session=session, job_id=claim.job_id, worker_id=self.worker_id
+            ),
+        )
 
     def _fail(self, claim: jobs.Claim, kind: str, detail: str) -> None:
         log.info("job failed", extra={"job_id": claim.job_id, "error_type": kind})
-        with self.database.session() as session:
-            jobs.fail(
+        self.transaction(
+            "record the failure",
+            lambda session: jobs.fail(
                 session=session,
                 job_id=claim.job_id,
                 worker_id=self.worker_id,
                 error={"type": kind, "detail": detail},
-            )
+            ),
+        )

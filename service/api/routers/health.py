@@ -7,9 +7,8 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from sqlalchemy import text
 
-from ...db.migrate import current_revision, head_revision
+from ...db.migrate import head_revision, schema_revision
 from ..deps import DatabaseDep, tenant_of
 from ..problems import problems
 from ..responses import ProblemResponse
@@ -41,11 +40,10 @@ def healthz() -> Health:
 def readyz(database: DatabaseDep, request: Request):
     try:
         with database.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        revision = current_revision(database.engine)
+            revision = schema_revision(connection)
     except Exception as exc:
         return _not_ready(f"database unreachable: {exc.__class__.__name__}")
-    head = head_revision(database.engine)
+    head = head_revision()
     if revision != head:
         return _not_ready(
             f"database schema at {revision}, expected {head}: run gmm-service migrate"

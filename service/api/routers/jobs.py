@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ... import jobs
 from ...db import Database
+from ...db.faults import is_transient
 from ...db.tables import JobStatus
+from ...errors import NotFound
 from ..deps import CursorQuery, DatabaseDep, LimitQuery, TenantDep
 from ..problems import problems
 from ..schemas import JobList, JobRead
@@ -86,17 +88,31 @@ POLL_SECONDS = 0.2
         "A `progress` event whenever the job's progress changes, then one event named "
         "after the final state (`succeeded`, `failed` or `cancelled`) with the whole job, "
         "and the stream closes. Progress is read from the database, so any API replica "
-        "can serve it. Try `curl -N`."
+        "can serve it. Try `curl -N`. When the server shuts down, the stream ends with a "
+        "`shutdown` event (`{id, status, detail}`): reconnect to another replica, or later."
     ),
 )
 async def job_events(
     job_id: str,
+    request: Request,
     database: DatabaseDep,
     tenant: TenantDep,
     first: Annotated[JobRead, Depends(_existing_job)],
 ) -> AsyncIterator[ServerSentEvent]:
     job, last = first, None
+    draining = request.app.state.shutdown.draining
     while True:
+        if draining.is_set():
+            yield ServerSentEvent(
+                event="shutdown",
+                data={
+                    "id": job_id,
+                    "status": job.status,
+                    "detail": "the server is shutting down; reconnect to follow the job",
+                },
+                retry=1000,
+            )
+            return
         state = (job.status, job.progress.model_dump())
         if state != last:
             last = state
@@ -110,8 +126,14 @@ async def job_events(
             if event != "progress":
                 return
         await anyio.sleep(POLL_SECONDS)
+        if draining.is_set():
+            continue
         try:
             job = await anyio.to_thread.run_sync(_read_job, database, tenant, job_id)
-        except Exception:  # deleted with its model while we watched
+        except NotFound:  # deleted with its model while we watched
             yield ServerSentEvent(event="deleted", data={"id": job_id})
             return
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            continue  # the database blinked: keep the stream, read again at the next poll
