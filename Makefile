@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format bench bench-quick bench-load bench-missing bench-select openapi clean
+.PHONY: serve test lint format bench bench-quick bench-load bench-missing bench-select bench-serve openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-quick: $(VENV)/.installed-dev
 
 bench-load: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_load.py
+
+## bench-serve: the request path against a bare FastAPI route, under wrk
+bench-serve: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_serve.py
 
 bench-missing: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_missing.py
