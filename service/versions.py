@@ -131,9 +131,10 @@ def activate(*, session: Session, tenant: str, model_id: str, version: int) -> M
     """Serve ``version`` from the next request on (a rollback or a promotion)."""
     model = _owned_model(session, tenant, model_id, lock=True)
     row = session.get(ModelVersionRow, (model_id, version))
-    if row is None:
-        raise NotFound(
-            f"model {model_id!r} has no version {version}; see GET /v1/models/{model_id}/versions"
+    if row is None:  # the model exists; the body names a version it does not have
+        raise Invalid(
+            f"model {model_id!r} has no version {version}",
+            [FieldError("#/version", f"no such version; see GET /v1/models/{model_id}/versions")],
         )
     for name, value in _active_values(row).items():
         setattr(model, name, value)
@@ -284,7 +285,7 @@ def import_parameters(
         ) from None
     scores = _own_scores(parameters)
     if anomaly_threshold is None:
-        anomaly_threshold = scores.threshold(model.contamination)
+        anomaly_threshold = scores.stored_threshold(model.contamination)
     new = NewVersion(
         source=VersionSource.import_,
         parameters=parameters,

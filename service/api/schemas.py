@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from ..errors import FieldError, Invalid
+
 __all__ = [
     "AnomalyRequest",
     "AnomalyResponse",
@@ -281,8 +283,8 @@ CovarianceType = Literal["full", "tied", "diag", "spherical"]
 
 
 class ComponentRange(_Request):
-    min: int = Field(ge=1)
-    max: int = Field(ge=1)
+    min: int = Field(ge=1, json_schema_extra=limit("GMM_MAX_COMPONENTS"))
+    max: int = Field(ge=1, json_schema_extra=limit("GMM_MAX_COMPONENTS"))
 
     @model_validator(mode="after")
     def _ordered(self) -> ComponentRange:
@@ -298,7 +300,11 @@ class SelectRequest(_Request):
     data: Matrix | None = None
     sample_weight: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
     n_components: (
-        Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] | ComponentRange
+        Annotated[
+            list[Annotated[int, Field(ge=1, json_schema_extra=limit("GMM_MAX_COMPONENTS"))]],
+            Field(min_length=1),
+        ]
+        | ComponentRange
     ) = Field(description="The numbers of components to try: a list, or {min, max}.")
     covariance_types: list[CovarianceType] = Field(
         default_factory=lambda: ["full", "tied", "diag", "spherical"], min_length=1
@@ -307,7 +313,10 @@ class SelectRequest(_Request):
         "bic", description="Lower is better: bic and aic as scikit-learn's, icl as mclust's."
     )
     n_init: int | None = Field(
-        None, ge=1, description="EM starts per candidate; default the model's."
+        None,
+        ge=1,
+        description="EM starts per candidate; default the model's.",
+        json_schema_extra=limit("GMM_MAX_N_INIT"),
     )
     random_state: int | None = Field(None, ge=0, le=2**31 - 1)
     activate: bool = Field(True, description="Serve the winner at once (false: stage it).")
@@ -318,11 +327,17 @@ class SelectRequest(_Request):
             raise ValueError("give exactly one of dataset_id or data")
         return self
 
-    def grid(self) -> list[int]:
-        """The numbers of components, in order, without repeats."""
-        if isinstance(self.n_components, ComponentRange):
-            return list(range(self.n_components.min, self.n_components.max + 1))
-        return list(dict.fromkeys(self.n_components))
+    def grid(self, max_components: int) -> list[int]:
+        """The numbers of components, in order, without repeats (422 past the limit)."""
+        grid = self.n_components
+        if isinstance(grid, ComponentRange):
+            if grid.max > max_components:  # before a range of that length is built
+                raise Invalid(
+                    f"n_components.max is {grid.max}; the limit is {max_components}",
+                    [FieldError("#/n_components/max", f"must be at most {max_components}")],
+                )
+            return list(range(grid.min, grid.max + 1))
+        return list(dict.fromkeys(grid))
 
 
 class CandidateRead(BaseModel):
@@ -438,6 +453,10 @@ class ModelVersionList(BaseModel):
 
 
 class ActivateRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra=rules("version names a version the model has (GET .../versions)")
+    )
+
     version: VersionBody = Field(description="The version to serve from now on.")
 
 

@@ -151,6 +151,16 @@ class ScoreDistribution:
         """
         return float(np.quantile(self.scores, 1.0 - check_contamination(contamination)))
 
+    def stored_threshold(self, contamination: float) -> float:
+        """The threshold a model stores for its own ``contamination``, which may be 0.
+
+        A model configured with ``contamination=0`` flags no training point: its
+        threshold is the highest training score. Otherwise :meth:`threshold`.
+        """
+        if contamination == 0:
+            return float(self.scores.max())
+        return self.threshold(contamination)
+
     # --- serialisation ------------------------------------------------------------
 
     def to_bytes(self) -> bytes:

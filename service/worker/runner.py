@@ -532,7 +532,7 @@ class Worker:
         }
         model = inputs.model
         scores = ScoreDistribution.from_scores(-log_likelihood, inputs.sample_weight)
-        threshold = scores.threshold(model.contamination)
+        threshold = scores.stored_threshold(model.contamination)
         new = versions.NewVersion(
             source=VersionSource(inputs.kind),
             parameters=parameters,

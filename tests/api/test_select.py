@@ -121,3 +121,10 @@ def test_selection_needs_exactly_one_data_source(client):
     model_id = create_model(client, n_components=1)
     response = client.post(f"/v1/models/{model_id}/select", json={"n_components": [2]})
     assert_problem(response, 422)
+
+
+def test_a_range_past_the_component_limit_is_422_before_it_is_built(client):
+    model_id = create_model(client, n_components=1)
+    body = {"data": three_blobs().tolist(), "n_components": {"min": 1, "max": 10**15}}
+    problem = assert_problem(client.post(f"/v1/models/{model_id}/select", json=body), 422)
+    assert problem["errors"][0]["pointer"].startswith("#/n_components")

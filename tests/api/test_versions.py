@@ -162,21 +162,22 @@ def test_version_numbers_are_never_reused(client):
 @pytest.mark.parametrize(
     "request_args",
     [
-        ("post", "/activate", {"json": {"version": 9}}),
         ("get", "/versions/9", {}),
         ("delete", "/versions/9", {}),
     ],
 )
-def test_an_unknown_version_is_404_everywhere_it_is_named(client, request_args):
+def test_an_unknown_version_in_the_path_is_404(client, request_args):
     method, suffix, kwargs = request_args
     model_id = fitted_model(client)
     assert_problem(getattr(client, method)(f"/v1/models/{model_id}{suffix}", **kwargs), 404)
 
 
-def test_activate_names_a_bad_version_field(client):
+@pytest.mark.parametrize("version", [0, 9])
+def test_activate_names_a_bad_or_unknown_version_in_its_body(client, version):
+    # the path's model exists: a body naming a version it lacks is bad input (422)
     model_id = fitted_model(client)
     problem = assert_problem(
-        client.post(f"/v1/models/{model_id}/activate", json={"version": 0}), 422
+        client.post(f"/v1/models/{model_id}/activate", json={"version": version}), 422
     )
     assert "#/version" in [e["pointer"] for e in problem["errors"]]
 
@@ -215,3 +216,11 @@ def test_warm_start_continues_from_the_active_version(client):
 def test_an_unknown_models_versions_are_404(client):
     assert_problem(client.get("/v1/models/mdl_nope/versions"), 404)
     assert_problem(client.post("/v1/models/mdl_nope/activate", json={"version": 1}), 404)
+
+
+def test_a_model_with_contamination_zero_fits_and_flags_no_training_point(client):
+    model_id = fitted_model(client, contamination=0.0)
+    answer = client.post(
+        f"/v1/models/{model_id}/anomalies", json={"data": three_blobs().tolist()}
+    ).json()
+    assert not any(answer["is_anomaly"])

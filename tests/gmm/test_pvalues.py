@@ -139,3 +139,9 @@ def test_drift_is_the_two_sample_ks_statistic_and_the_live_and_training_means():
 def test_drift_before_any_live_score_is_nan_not_an_error():
     report = drift(ScoreDistribution.from_scores([1.0, 2.0]), ScoreReservoir(capacity=10))
     assert report.n_scored == 0 and np.isnan(report.ks_statistic)
+
+
+def test_a_model_with_no_contamination_stores_the_highest_training_score():
+    distribution = ScoreDistribution.from_scores([1.0, 5.0, 3.0])
+    assert distribution.stored_threshold(0.0) == 5.0
+    assert distribution.stored_threshold(0.5) == distribution.threshold(0.5)

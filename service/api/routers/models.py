@@ -217,7 +217,7 @@ def select_model(
             dataset_id=body.dataset_id,
             data=data,
             sample_weight=body.sample_weight,
-            n_components=body.grid(),
+            n_components=body.grid(settings.max_components),
             covariance_types=body.covariance_types,
             criterion=body.criterion,
             n_init=body.n_init,
