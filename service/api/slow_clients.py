@@ -3,7 +3,8 @@ each chunk of its body, within a time limit, or it is closed.
 
 uvicorn bounds only the idle time between requests (``timeout_keep_alive``); a
 client that opens connections and trickles headers (or a body) holds each one
-open for ever. This is uvicorn's h11 protocol with two timers:
+open for ever. These are uvicorn's protocols (httptools, the fast C parser the
+service serves with, and h11) with two timers:
 ``GMM_HTTP_HEADER_TIMEOUT_SECONDS`` from the connection (or the end of the
 previous response) to the end of the headers, and
 ``GMM_HTTP_BODY_TIMEOUT_SECONDS`` between two chunks of a body.
@@ -15,19 +16,20 @@ import asyncio
 import logging
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import get_settings
 
-__all__ = ["TimedH11Protocol"]
+__all__ = ["TimedH11Protocol", "TimedHttpToolsProtocol"]
 
 log = logging.getLogger("service.api")
 
 
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's ``H11Protocol`` with header and body read timeouts.
+class _ReadTimeouts:
+    """Header and body read timeouts, mixed into one of uvicorn's HTTP protocols.
 
-    Pass ``http="service.api.slow_clients:TimedH11Protocol"`` to uvicorn (an import
-    path, so that ``--workers N`` processes import it); the limits are the
+    Pass ``http="service.api.slow_clients:TimedHttpToolsProtocol"`` to uvicorn (an
+    import path, so that ``--workers N`` processes import it); the limits are the
     settings ``GMM_HTTP_HEADER_TIMEOUT_SECONDS`` and ``GMM_HTTP_BODY_TIMEOUT_SECONDS``.
     """
 
@@ -74,3 +76,11 @@ class TimedH11Protocol(H11Protocol):
             return
         log.info("closing a slow connection", extra={"waiting_for": what})
         self.transport.close()
+
+
+class TimedHttpToolsProtocol(_ReadTimeouts, HttpToolsProtocol):
+    """uvicorn's httptools protocol (what serve uses) with the read timeouts."""
+
+
+class TimedH11Protocol(_ReadTimeouts, H11Protocol):
+    """uvicorn's h11 protocol with the read timeouts."""
