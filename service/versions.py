@@ -310,12 +310,3 @@ def sklearn_export(parameters: MixtureParameters, row: ModelVersionRow) -> dict[
         "lower_bound_": summary.get("lower_bound"),
         "version": row.version,
     }
-
-
-def undeferred_version(session: Session, model_id: str, version: int) -> ModelVersionRow | None:
-    """A version row with its parameters loaded."""
-    return session.scalars(
-        select(ModelVersionRow)
-        .where(ModelVersionRow.model_id == model_id, ModelVersionRow.version == version)
-        .options(undefer(ModelVersionRow.parameters))
-    ).one_or_none()

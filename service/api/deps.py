@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query, Request
 
-from ..cache import ModelCache
 from ..config import Settings
 from ..db import Database
 from ..errors import Unauthorized
@@ -14,7 +13,6 @@ from ..pagination import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from .schemas import MAX_VERSION
 
 __all__ = [
-    "CacheDep",
     "CursorQuery",
     "DatabaseDep",
     "IdempotencyKeyHeader",
@@ -40,10 +38,6 @@ async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def _cache(request: Request) -> ModelCache:
-    return request.app.state.model_cache
-
-
 def tenant_of(request: Request, authorization: str | None) -> str:
     """The tenant of the request's API key; 401 when keys are on and it has none."""
     tenant = request.app.state.key_ring.tenant_for(authorization)
@@ -61,7 +55,6 @@ async def authenticate(
 
 DatabaseDep = Annotated[Database, Depends(_database)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
-CacheDep = Annotated[ModelCache, Depends(_cache)]
 TenantDep = Annotated[str, Depends(authenticate)]
 LimitQuery = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
 CursorQuery = Annotated[
