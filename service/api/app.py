@@ -11,6 +11,7 @@ from ..auth import KeyRing
 from ..cache import ModelCache
 from ..config import Settings, get_settings
 from ..db import Database
+from ..heap import settle
 from ..metrics import Metrics
 from ..serving import VersionResolver
 from ..worker import Worker
@@ -64,6 +65,7 @@ def create_app(
             shutdown.on_begin(worker.request_stop)  # stop claiming at once
             worker.start_in_thread()
             app.state.worker = worker
+        settle()  # everything imported and built so far is never scanned again
         try:
             yield
         finally:

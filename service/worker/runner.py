@@ -57,6 +57,7 @@ from ..gmm import (
     select_mixture,
 )
 from ..gmm.selection import DEFAULT_TOL as SELECTION_DEFAULT_TOL
+from ..heap import settle
 from ..idempotency import expire_keys
 from ..matrices import array_from_blob
 from ..metrics import Metrics
@@ -374,7 +375,9 @@ class Worker:
                     continue
                 log.exception("worker loop error")
                 ran = False
-            if not ran:
+            if ran:
+                settle()  # what the job imported or cached joins the heap no collection scans
+            else:
                 self.stop_event.wait(self.settings.worker_poll_seconds)
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
