@@ -124,7 +124,7 @@ class ChunkedData:
         X = check_data(X, dtype=np.float64)
         starts = range(0, len(X), rows)
         return cls(
-            [ArrayChunk(X, start, min(start + rows, len(X))) for start in starts],
+            [ArrayChunk(X[start : start + rows]) for start in starts],
             [min(start + rows, len(X)) - start for start in starts],
             X.shape[1],
         )
@@ -140,14 +140,18 @@ class ChunkedData:
 
 @dataclass(frozen=True)
 class ArrayChunk:
-    """Rows ``start:stop`` of an in-memory array (a view: callers must not write to it)."""
+    """Rows already in memory (a view of a bigger array; pickling it copies only these).
 
-    data: np.ndarray
-    start: int
-    stop: int
+    Attributes
+    ----------
+    rows : ndarray of shape (n_rows, n_features)
+        Read-only to callers.
+    """
+
+    rows: np.ndarray
 
     def __call__(self) -> np.ndarray:
-        return self.data[self.start : self.stop]
+        return self.rows
 
 
 @dataclass(frozen=True)

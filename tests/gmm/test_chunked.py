@@ -122,7 +122,7 @@ def test_callback_hears_the_in_memory_lower_bounds_and_can_stop_the_fit(blobs):
 
 
 def test_a_chunk_of_the_wrong_shape_is_invalid_data(blobs):
-    data = ChunkedData([ArrayChunk(blobs, 0, 100), ArrayChunk(blobs, 100, 150)], [100, 60], 4)
+    data = ChunkedData([ArrayChunk(blobs[:100]), ArrayChunk(blobs[100:150])], [100, 60], 4)
     with pytest.raises(InvalidDataError, match="chunk 1 has shape"):
         fit_chunked(data, FitConfig(2))
 
