@@ -116,11 +116,16 @@ def spark_seconds_per_iteration(X: np.ndarray, folder: Path) -> float | str:
 
 
 def dask_fit(data: ChunkedData, config: FitConfig, init: dict):
+    import dask
     from distributed import Client, LocalCluster
 
     from service.gmm.on_dask import fit_dask
 
+    # The nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins
+    # glibc's mmap threshold at 128 KiB: every chunk-sized temporary of the kernel
+    # is then a fresh mmap, zeroed page by page, and EM runs about half as fast.
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
