@@ -7,8 +7,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY migrations ./migrations
-# The same install the tests exercise (pip install of this project), without the dev extra.
-RUN pip install .
+# The same install the tests exercise (pip install of this project), without the dev extra;
+# --build-arg EXTRAS=dask adds the Dask extra (the compose profile `dask` builds it so).
+ARG EXTRAS=
+RUN pip install ".${EXTRAS:+[$EXTRAS]}"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 gmm && mkdir /data && chown gmm /data

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(
         3600.0, gt=0, description="Wall-clock limit of one fit attempt."
     )
+    in_memory_max_bytes: int = Field(
+        2 * 2**30,
+        ge=0,
+        description="Fit data bigger than this (float64 bytes) out-of-core, streaming row "
+        "chunks (on Dask when dask_scheduler is set); 0: every fit.",
+    )
+    dask_scheduler: str | None = Field(
+        None,
+        description="Dask scheduler (tcp://host:8786) that runs the fits bigger than "
+        "in_memory_max_bytes; unset: they run out-of-core in the worker.",
+    )
     keep_versions: int = Field(
         20,
         ge=1,

@@ -33,7 +33,8 @@ def test_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user():
 
 
 def test_dockerfile_installs_this_project_as_the_tests_do():
-    assert re.search(r"^RUN pip install \.$", _dockerfile(), re.M)
+    # this project, plus the extras a build asks for (--build-arg EXTRAS=dask)
+    assert re.search(r'^RUN pip install "\.\$\{EXTRAS:\+\[\$EXTRAS\]\}"$', _dockerfile(), re.M)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["gmm-service"] == "service.cli:main"
 
@@ -45,7 +46,8 @@ def test_dockerfile_sets_only_variables_the_settings_read():
 
 def test_compose_has_postgres_migrate_api_and_a_scalable_worker():
     services = _compose()["services"]
-    assert set(services) == {"postgres", "migrate", "api", "worker"}
+    default = {name for name, service in services.items() if "profiles" not in service}
+    assert default == {"postgres", "migrate", "api", "worker"}
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert "pgdata" in _compose()["volumes"]
     assert "container_name" not in services["worker"]  # --scale worker=N needs that
@@ -63,8 +65,21 @@ def test_compose_services_wait_for_a_healthy_database_and_run_real_commands():
     assert "--no-embedded-worker" in services["api"]["command"]
 
 
+def test_compose_profile_dask_has_a_scheduler_workers_and_a_fit_worker_that_uses_them():
+    services = _compose()["services"]
+    dask = {name for name, service in services.items() if "dask" in service.get("profiles", [])}
+    assert dask == {"dask-scheduler", "dask-worker", "worker-dask"}
+    scheduler = "tcp://dask-scheduler:8786"
+    assert services["dask-scheduler"]["command"][:2] == ["dask", "scheduler"]
+    assert services["dask-worker"]["command"][:3] == ["dask", "worker", scheduler]
+    assert services["worker-dask"]["environment"]["GMM_DASK_SCHEDULER"] == scheduler
+    assert "GMM_DASK_SCHEDULER" not in services["worker"]["environment"]
+    for name in dask:  # the Dask workers import service.gmm: the image with the dask extra
+        assert services[name]["build"]["args"]["EXTRAS"] == "dask"
+
+
 def test_compose_sets_only_variables_the_settings_read():
-    for service in ("migrate", "api", "worker"):
+    for service in ("migrate", "api", "worker", "worker-dask"):
         environment = _compose()["services"][service]["environment"]
         assert set(environment) <= SETTINGS_VARIABLES
 

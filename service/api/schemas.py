@@ -220,6 +220,11 @@ class FitSummary(BaseModel):
     aic: float
     n_samples: int
     dataset_id: str | None
+    engine: Literal["in_memory", "out_of_core", "dask"] = Field(
+        "in_memory",
+        description="Where EM ran: in the worker's memory, streaming row chunks in the "
+        "worker, or on the Dask cluster.",
+    )
 
 
 class ModelRead(ModelConfig):

@@ -306,6 +306,92 @@ def fit_mixture(
             f"n_components={config.n_components} needs at least as many samples "
             f"(with positive weight); got {n_effective}"
         )
+    weights_init, means_init, precisions_init = _checked_start(
+        config, n_features, warm_start, weights_init, means_init, precisions_init
+    )
+
+    center = np.average(X, axis=0, weights=weights).astype(np.float64)
+    # Centre a private copy: the caller's array is never written to, and when
+    # check_data already copied (a list, another dtype) that copy is reused.
+    if isinstance(original, np.ndarray) and np.shares_memory(X, original):
+        centred = X - center.astype(dtype)
+    else:
+        centred = X
+        centred -= center.astype(dtype)
+    del X
+    scale = _checked_scale(float(np.max(np.abs(centred))), config, n_features)
+    tied_moment = tied_second_moment(centred, weights) if config.covariance_type == "tied" else None
+    noise_floor = _noise_floor(scale)
+    rng = np.random.default_rng(config.random_state)
+
+    def statistics(kernel: ScoringKernel, precise: bool) -> SufficientStatistics:
+        return e_step_statistics(centred, weights, kernel, precise=precise)
+
+    def start(init: int) -> _Start:
+        return _initial_parameters(
+            centred,
+            weights,
+            center,
+            config,
+            rng,
+            tied_moment,
+            noise_floor,
+            weights_init,
+            means_init,
+            precisions_init,
+        )
+
+    return _fit_starts(
+        statistics,
+        start,
+        _Moments(
+            n_samples,
+            float(n_samples if weights is None else weights.sum()),
+            center,
+            tied_moment,
+            noise_floor,
+            dtype,
+        ),
+        config,
+        callback,
+        warm_start,
+        warm_start_lower_bound,
+    )
+
+
+# --- the parts every fit shares: the in-memory one above, the chunked ones -----------
+
+
+ChunkStatistics = Callable[[ScoringKernel, bool], SufficientStatistics]
+"""One E-step pass: ``statistics(kernel, precise)`` sums the sufficient statistics
+of all (centred) rows under ``kernel``; ``precise`` as in :func:`e_step_statistics`."""
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """What a fit knows about its data before EM starts.
+
+    ``center`` has shape (n_features,); ``tied_moment`` (``tied`` only) has
+    shape (n_features, n_features).
+    """
+
+    n_samples: int
+    total_weight: float
+    center: np.ndarray
+    tied_moment: np.ndarray | None
+    noise_floor: float
+    dtype: type
+
+
+def _checked_start(
+    config: FitConfig,
+    n_features: int,
+    warm_start: MixtureParameters | None,
+    weights_init: object,
+    means_init: object,
+    precisions_init: object,
+) -> tuple[object, object, object]:
+    """The given initial parameters (those of ``warm_start`` if given), checked."""
     if warm_start is not None:
         if warm_start.covariance_type != config.covariance_type or warm_start.means.shape != (
             config.n_components,
@@ -322,53 +408,47 @@ def fit_mixture(
         config,
         n_features,
     )
+    return weights_init, means_init, precisions_init
 
-    center = np.average(X, axis=0, weights=weights).astype(np.float64)
-    # Centre a private copy: the caller's array is never written to, and when
-    # check_data already copied (a list, another dtype) that copy is reused.
-    if isinstance(original, np.ndarray) and np.shares_memory(X, original):
-        centred = X - center.astype(dtype)
-    else:
-        centred = X
-        centred -= center.astype(dtype)
-    del X
-    scale = float(np.max(np.abs(centred)))
-    if not np.isfinite(scale) or scale > np.sqrt(np.finfo(dtype).max / (16.0 * n_features)):
+
+def _checked_scale(scale: float, config: FitConfig, n_features: int) -> float:
+    """The largest absolute deviation from the mean, if the dtype can hold its square."""
+    if not np.isfinite(scale) or scale > np.sqrt(
+        np.finfo(_DTYPES[config.dtype]).max / (16.0 * n_features)
+    ):
         raise NumericalError(
             f"the data's values are too large to fit in {config.dtype} (largest deviation "
             f"from the mean: {scale:.3g}); scale the data"
         )
-    tied_moment = tied_second_moment(centred, weights) if config.covariance_type == "tied" else None
-    noise_floor = _noise_floor(scale)
-    rng = np.random.default_rng(config.random_state)
-    n_init = 1 if warm_start is not None else config.n_init
+    return scale
 
+
+def _fit_starts(
+    statistics: ChunkStatistics,
+    start: Callable[[int], _Start],
+    moments: _Moments,
+    config: FitConfig,
+    callback: ProgressCallback | None,
+    warm_start: MixtureParameters | None,
+    warm_start_lower_bound: float,
+) -> FitResult:
+    """EM from each initialisation (``start(init)``, in centred coordinates); the best,
+    with its means shifted back by the centre."""
+    n_init = 1 if warm_start is not None else config.n_init
+    center = moments.center
     best: FitResult | None = None
     for init in range(n_init):
         if warm_start is not None:
-            start = _Start(
+            first = _Start(
                 warm_start.weights, warm_start.means - center, warm_start.precisions_cholesky
             )
         else:
-            start = _initial_parameters(
-                centred,
-                weights,
-                center,
-                config,
-                rng,
-                tied_moment,
-                noise_floor,
-                weights_init,
-                means_init,
-                precisions_init,
-            )
+            first = start(init)
         result = _run_em(
-            centred,
-            weights,
-            start,
+            statistics,
+            moments,
+            first,
             config,
-            tied_moment,
-            noise_floor,
             init,
             n_init,
             callback,
@@ -382,7 +462,12 @@ def fit_mixture(
         p.covariance_type, p.weights, p.means + center, p.covariances, p.precisions_cholesky
     )
     return FitResult(
-        shifted, best.converged, best.n_iter, best.lower_bound, best.lower_bound_history, n_samples
+        shifted,
+        best.converged,
+        best.n_iter,
+        best.lower_bound,
+        best.lower_bound_history,
+        moments.n_samples,
     )
 
 
@@ -390,8 +475,7 @@ _FLOAT32_NOISE = float(np.finfo(np.float32).eps) / _EPS
 
 
 def _em_pass(
-    X: np.ndarray,
-    sample_weight: np.ndarray | None,
+    statistics: ChunkStatistics,
     kernel: ScoringKernel,
     config: FitConfig,
     tied_moment: np.ndarray | None,
@@ -403,14 +487,14 @@ def _em_pass(
     variance sinks below float32's rounding noise (where raw moments cannot be
     trusted), the pass is redone with float64 statistics.
     """
-    if X.dtype == np.float32:
-        stats = e_step_statistics(X, sample_weight, kernel, precise=False)
+    if kernel.dtype == np.float32:
+        stats = statistics(kernel, False)
         _check_finite(stats, config)
         try:
             return stats, _m_step(stats, config, tied_moment, noise_floor * _FLOAT32_NOISE)
         except CollapsedComponentError:
             pass
-    stats = e_step_statistics(X, sample_weight, kernel)
+    stats = statistics(kernel, True)
     _check_finite(stats, config)
     return stats, _m_step(stats, config, tied_moment, noise_floor)
 
@@ -424,22 +508,20 @@ def _check_finite(stats: SufficientStatistics, config: FitConfig) -> None:
 
 
 def _run_em(
-    X: np.ndarray,
-    sample_weight: np.ndarray | None,
+    statistics: ChunkStatistics,
+    moments: _Moments,
     start: _Start,
     config: FitConfig,
-    tied_moment: np.ndarray | None,
-    noise_floor: float,
     init: int,
     n_init: int,
     callback: ProgressCallback | None,
     lower_bound: float = -np.inf,
 ) -> FitResult:
-    """One initialisation's EM iterations, on centred data.
+    """One initialisation's EM iterations, on centred data (``statistics`` passes over it).
 
     ``lower_bound`` is the one the first iteration's change is measured from.
     """
-    total_weight = float(len(X) if sample_weight is None else sample_weight.sum())
+    total_weight = moments.total_weight
     weights, means, precisions_cholesky = start.weights, start.means, start.precisions_cholesky
     covariances = None
     history: list[float] = []
@@ -448,10 +530,10 @@ def _run_em(
     for n_iter in range(1, config.max_iter + 1):
         previous = lower_bound
         kernel = ScoringKernel.build(
-            weights, means, precisions_cholesky, config.covariance_type, X.dtype
+            weights, means, precisions_cholesky, config.covariance_type, moments.dtype
         )
         stats, (nk, means, covariances, precisions_cholesky) = _em_pass(
-            X, sample_weight, kernel, config, tied_moment, noise_floor
+            statistics, kernel, config, moments.tied_moment, moments.noise_floor
         )
         lower_bound = stats.log_likelihood / total_weight
         weights = nk / nk.sum()
@@ -466,4 +548,4 @@ def _run_em(
     parameters = MixtureParameters(
         config.covariance_type, weights, means, covariances, precisions_cholesky
     )
-    return FitResult(parameters, converged, n_iter, lower_bound, history, len(X))
+    return FitResult(parameters, converged, n_iter, lower_bound, history, moments.n_samples)

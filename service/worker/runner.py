@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -56,6 +57,7 @@ from ..gmm import (
     fit_mixture,
     select_mixture,
 )
+from ..gmm.chunked import ChunkedData, fit_chunked
 from ..gmm.selection import DEFAULT_TOL as SELECTION_DEFAULT_TOL
 from ..heap import settle
 from ..idempotency import expire_keys
@@ -194,6 +196,7 @@ class _Outcome:
 
     fit: FitResult
     result: dict[str, Any] | None = None
+    engine: str = "in_memory"
 
 
 class _Reporter:
@@ -214,21 +217,42 @@ class _Reporter:
         return not self.lease.touch(dict(self.progress), list(self.history))
 
 
-def _fit(inputs: _FitInputs, report: _Reporter) -> _Outcome:
+_CHUNK_BYTES = 64 << 20  # rows per chunk of the interim readers below: the store's size
+
+
+def _chunks(inputs: _FitInputs) -> ChunkedData:
+    """The fit's rows as chunk readers.
+
+    INTERIM (issue #16): slices of the matrix already loaded from the database.
+    Replace with the blob store's reader (its chunk descriptors and per-chunk
+    readers), so that the rows are read chunk by chunk, by the Dask worker
+    itself on a cluster, instead of loaded whole and shipped with every task.
+    """
+    rows = max(1, _CHUNK_BYTES // (8 * inputs.data.shape[1]))
+    return ChunkedData.from_array(inputs.data, rows)
+
+
+def _fit(inputs: _FitInputs, report: _Reporter, settings: Settings) -> _Outcome:
     def on_iteration(p: FitProgress) -> bool:
         return report.iteration(
             p.lower_bound, init=p.init, n_init=p.n_init, iteration=p.iteration, max_iter=p.max_iter
         )
 
-    return _Outcome(
-        fit_mixture(
-            inputs.data,
-            fit_config(inputs.model),
-            sample_weight=inputs.sample_weight,
-            warm_start=inputs.warm_start,
-            callback=on_iteration,
-        )
+    config = fit_config(inputs.model)
+    options = dict(
+        sample_weight=inputs.sample_weight, warm_start=inputs.warm_start, callback=on_iteration
     )
+    if inputs.data.size * 8 <= settings.in_memory_max_bytes:
+        return _Outcome(fit_mixture(inputs.data, config, **options))
+    if settings.dask_scheduler is None:
+        return _Outcome(fit_chunked(_chunks(inputs), config, **options), engine="out_of_core")
+    from distributed import Client  # the dask extra, needed only with a scheduler
+
+    from ..gmm.on_dask import fit_dask
+
+    with Client(settings.dask_scheduler, set_as_default=False) as client:
+        fit = fit_dask(_chunks(inputs), config, client=client, **options)
+    return _Outcome(fit, engine="dask")
 
 
 def _select(inputs: _FitInputs, report: _Reporter) -> _Outcome:
@@ -494,7 +518,7 @@ class Worker:
                 "job vanished before it ran", extra={"job_id": claim.job_id, "error": repr(exc)}
             )
             return
-        run = _fit if inputs.kind == "fit" else _select
+        run = partial(_fit, settings=self.settings) if inputs.kind == "fit" else _select
         with _Lease(self, claim) as lease:
             report = _Reporter(lease)
             try:
@@ -532,6 +556,7 @@ class Worker:
             "aic": aic,
             "n_samples": int(fit.n_samples),
             "dataset_id": inputs.dataset_id,
+            "engine": outcome.engine,
         }
         model = inputs.model
         scores = ScoreDistribution.from_scores(-log_likelihood, inputs.sample_weight)

@@ -108,3 +108,21 @@ def grouping(request, monkeypatch):
     else:
         monkeypatch.setattr(marginal, "_MIN_SHARED_ROWS", 10**9)
     return request.param
+
+
+def assert_same_fit(actual, expected, tolerance: float = 1e-10) -> None:
+    """Two FitResults agree to ``tolerance`` (relative and absolute): weights,
+    means, covariances, every lower bound, n_iter and convergence."""
+    assert actual.n_iter == expected.n_iter
+    assert actual.converged == expected.converged
+    np.testing.assert_allclose(
+        actual.lower_bound_history, expected.lower_bound_history, rtol=tolerance, atol=tolerance
+    )
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        np.testing.assert_allclose(
+            getattr(actual.parameters, name),
+            getattr(expected.parameters, name),
+            rtol=tolerance,
+            atol=tolerance,
+            err_msg=name,
+        )
