@@ -37,6 +37,7 @@ from .selection import (
     SelectionResult,
     select_mixture,
 )
+from .stepwise import StepwiseUpdate, implied_statistics, update_mixture
 
 if TYPE_CHECKING:
     from .estimator import GaussianMixture
@@ -64,10 +65,13 @@ __all__ = [
     "ScoreReservoir",
     "SelectionProgress",
     "SelectionResult",
+    "StepwiseUpdate",
     "drift",
     "estimate_parameters",
     "fit_mixture",
+    "implied_statistics",
     "select_mixture",
+    "update_mixture",
 ]
 
 

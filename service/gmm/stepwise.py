@@ -1,0 +1,255 @@
+"""Stepwise EM: update a fitted mixture with new rows, without the old ones.
+
+A fitted mixture stands for the sufficient statistics of the data it was fitted
+to (:func:`implied_statistics`): with ``n_effective`` rows behind it, component
+``k`` holds ``N_k = n_effective * w_k`` rows, their sum ``N_k mu_k`` and their
+second moment ``N_k (Sigma_k - reg_covar I + mu_k mu_k^T)``. An update
+(:func:`update_mixture`, Cappé and Moulines' online EM, "stepwise EM" in Liang
+and Klein's words) runs one E-step of the new rows under the current
+parameters, blends the per-row statistics::
+
+    s = (1 - rho) * s_old + rho * s_new        s_old = S_old / n_effective
+                                               s_new = S_new / n_new
+
+and takes the M-step of ``s`` (the same M-step as :mod:`.em`'s).
+
+``rho``, the learning rate:
+
+* default ``n_new / (n_effective + n_new)``: the old and new statistics pooled,
+  exactly the M-step of the old data's and the new rows' responsibilities
+  together; the old data never fade (the model is the fit of everything seen,
+  up to the E-step being taken once, under the parameters of the moment).
+* a given ``learning_rate`` in (0, 1] is a forgetting factor: the old
+  statistics' weight decays by ``(1 - rho)`` per update, so a batch seen ``t``
+  updates ago weighs ``rho (1 - rho)^t``; the memory is about ``1 / rho``
+  batches. ``rho = 1`` forgets everything but the new rows (one EM step on them
+  from the current parameters). For a model that must follow drifting traffic.
+
+After an update the mixture stands for ``n_new / rho`` rows (``n_effective +
+n_new`` when pooled; ``n_new / rho`` settles there under a fixed rate): the
+``n_effective`` to give the next update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import check_data
+from .covariance import SufficientStatistics
+from .em import FitConfig, _m_step, _noise_floor
+from .errors import InvalidParameterError
+from .kernels import ScoringKernel, e_step_statistics, tied_second_moment
+from .mixture import MixtureParameters
+
+__all__ = ["StepwiseUpdate", "implied_statistics", "update_mixture"]
+
+
+@dataclass(frozen=True)
+class StepwiseUpdate:
+    """The outcome of one stepwise update.
+
+    Attributes
+    ----------
+    parameters : MixtureParameters
+        The updated mixture.
+    n_effective : float
+        How many rows the updated mixture stands for (the next update's
+        ``n_effective``).
+    learning_rate : float
+        The ``rho`` used: the weight of the new rows' statistics.
+    n_samples : int
+        The number of new rows.
+    log_likelihood : float
+        Mean log-likelihood of the new rows under the parameters before the update.
+    """
+
+    parameters: MixtureParameters
+    n_effective: float
+    learning_rate: float
+    n_samples: int
+    log_likelihood: float
+
+
+# --- the statistics a fitted mixture stands for -----------------------------------
+
+
+def _second_full(means: np.ndarray, covariances: np.ndarray, nk: np.ndarray) -> np.ndarray:
+    outer = means[:, :, None] * means[:, None, :]
+    return nk[:, None, None] * (covariances + outer)
+
+
+def _second_tied(means: np.ndarray, covariance: np.ndarray, nk: np.ndarray) -> np.ndarray:
+    return nk.sum() * covariance + (nk * means.T) @ means
+
+
+def _second_diag(means: np.ndarray, covariances: np.ndarray, nk: np.ndarray) -> np.ndarray:
+    return nk[:, None] * (covariances + means**2)
+
+
+def _second_spherical(means: np.ndarray, variances: np.ndarray, nk: np.ndarray) -> np.ndarray:
+    return nk * (means.shape[1] * variances + np.einsum("kd,kd->k", means, means))
+
+
+_IMPLIED_SECOND_MOMENT: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "full": _second_full,
+    "tied": _second_tied,
+    "diag": _second_diag,
+    "spherical": _second_spherical,
+}
+
+
+def _unregularized(covariances: np.ndarray, covariance_type: str, reg_covar: float) -> np.ndarray:
+    """The covariances without the ``reg_covar`` the M-step added to their diagonals."""
+    if covariance_type in ("diag", "spherical"):
+        return covariances - reg_covar
+    covariances = np.array(covariances)
+    n_features = covariances.shape[-1]
+    diagonal = np.arange(n_features)
+    covariances[..., diagonal, diagonal] -= reg_covar
+    return covariances
+
+
+def implied_statistics(
+    params: MixtureParameters,
+    n_effective: float,
+    *,
+    reg_covar: float = 0.0,
+    center: np.ndarray | None = None,
+) -> SufficientStatistics:
+    """The sufficient statistics of ``n_effective`` rows that ``params`` is the M-step of.
+
+    Parameters
+    ----------
+    params : MixtureParameters
+    n_effective : float
+        How many rows the mixture stands for (1 gives per-row averages).
+    reg_covar : float
+        What the M-step added to the covariances' diagonals; taken off, so the
+        M-step of these statistics gives ``params`` back.
+    center : ndarray of shape (n_features,), optional
+        The statistics of the rows minus ``center`` (the M-step's coordinates).
+
+    Returns
+    -------
+    SufficientStatistics
+        ``resp_sum`` (n_components,) ``= n_effective * weights``; ``weighted_x``
+        (n_components, n_features); ``second_moment`` shaped as
+        :class:`SufficientStatistics` says for ``params.covariance_type``.
+    """
+    means = params.means if center is None else params.means - center
+    nk = n_effective * params.weights
+    covariances = _unregularized(params.covariances, params.covariance_type, reg_covar)
+    second = _IMPLIED_SECOND_MOMENT[params.covariance_type](means, covariances, nk)
+    return SufficientStatistics(nk, nk[:, None] * means, second)
+
+
+# --- the update -------------------------------------------------------------------
+
+
+def _scaled(stats: SufficientStatistics, factor: float) -> SufficientStatistics:
+    return SufficientStatistics(
+        factor * stats.resp_sum,
+        factor * stats.weighted_x,
+        factor * stats.second_moment,
+        factor * stats.log_likelihood,
+    )
+
+
+def _check_arguments(
+    params: MixtureParameters, n_effective: float, learning_rate: float | None, reg_covar: float
+) -> None:
+    problems = []
+    if not (isinstance(params, MixtureParameters)):
+        raise InvalidParameterError("params must be MixtureParameters")
+    if isinstance(n_effective, bool) or not (np.isfinite(n_effective) and n_effective > 0):
+        problems.append(f"n_effective must be a finite number > 0; got {n_effective!r}")
+    if learning_rate is not None and (
+        isinstance(learning_rate, bool) or not (0.0 < learning_rate <= 1.0)
+    ):
+        problems.append(f"learning_rate must be in (0, 1]; got {learning_rate!r}")
+    if not (np.isfinite(reg_covar) and reg_covar >= 0):
+        problems.append(f"reg_covar must be >= 0; got {reg_covar!r}")
+    if problems:
+        raise InvalidParameterError("; ".join(problems))
+
+
+def update_mixture(
+    params: MixtureParameters,
+    X: object,
+    *,
+    n_effective: float,
+    learning_rate: float | None = None,
+    reg_covar: float = 1e-6,
+) -> StepwiseUpdate:
+    """One stepwise-EM update of ``params`` with the new rows ``X``.
+
+    Parameters
+    ----------
+    params : MixtureParameters
+        The current mixture (the E-step's parameters).
+    X : array-like of shape (n_samples, n_features)
+        The new rows; float32 or float64 (computed in float64).
+    n_effective : float
+        How many rows ``params`` stands for: the training rows of a fit, the
+        ``n_effective`` a previous update returned.
+    learning_rate : float in (0, 1], optional
+        ``rho``, the weight of the new rows' statistics. Default
+        ``n_samples / (n_effective + n_samples)``: old and new pooled. A fixed
+        value forgets: the old statistics' weight decays by ``(1 - rho)`` per
+        update (a memory of about ``1 / rho`` batches).
+    reg_covar : float
+        The model's ``reg_covar``: taken off the old covariances, added to the new.
+
+    Returns
+    -------
+    StepwiseUpdate
+
+    Raises
+    ------
+    InvalidDataError
+        ``X`` is not a finite matrix with the mixture's ``n_features`` columns.
+    InvalidParameterError
+        ``n_effective``, ``learning_rate`` or ``reg_covar`` out of range.
+    CollapsedComponentError
+        A blended covariance is not positive definite.
+    """
+    _check_arguments(params, n_effective, learning_rate, reg_covar)
+    X = check_data(X, n_features=params.n_features, dtype=np.float64)
+    n_samples = X.shape[0]
+    rho = n_samples / (n_effective + n_samples) if learning_rate is None else float(learning_rate)
+    config = FitConfig(
+        n_components=params.n_components,
+        covariance_type=params.covariance_type,
+        reg_covar=reg_covar,
+    )
+
+    # Centred on the new rows, as a fit centres its data, so raw moments stay accurate.
+    center = X.mean(axis=0)
+    centred = X - center
+    kernel = ScoringKernel.build(
+        params.weights, params.means - center, params.precisions_cholesky, params.covariance_type
+    )
+    new = e_step_statistics(centred, None, kernel)
+    if params.covariance_type == "tied":
+        new.second_moment = tied_second_moment(centred, None)
+    old = implied_statistics(params, 1.0, reg_covar=reg_covar, center=center)
+    blended = _scaled(old, 1.0 - rho) + _scaled(new, rho / n_samples)
+
+    scale = max(float(np.max(np.abs(centred))), float(np.max(np.abs(params.means - center))))
+    tied = blended.second_moment if params.covariance_type == "tied" else None
+    nk, means, covariances, precisions_cholesky = _m_step(
+        blended, config, tied, _noise_floor(scale)
+    )
+    parameters = MixtureParameters(
+        params.covariance_type, nk / nk.sum(), means + center, covariances, precisions_cholesky
+    )
+    return StepwiseUpdate(
+        parameters=parameters,
+        n_effective=n_samples / rho,
+        learning_rate=rho,
+        n_samples=n_samples,
+        log_likelihood=new.log_likelihood / n_samples,
+    )
