@@ -20,6 +20,7 @@ from .pagination import Page, paginate
 
 __all__ = [
     "CONFIG_FIELDS",
+    "check_fit_data",
     "create_model",
     "delete_model",
     "fit_config",
@@ -119,7 +120,7 @@ def fit_config(model: ModelRow) -> FitConfig:
 # --- fitting -------------------------------------------------------------------
 
 
-def _fit_data(
+def check_fit_data(
     session: Session,
     tenant: str,
     model: ModelRow,
@@ -173,7 +174,7 @@ def request_fit(
     """Check the request against the model and its data, then queue the fit."""
     model = get_model(session=session, tenant=tenant, model_id=model_id)
     problems: list[FieldError] = []
-    n_features, weights, where = _fit_data(
+    n_features, weights, where = check_fit_data(
         session, tenant, model, dataset_id, data, sample_weight, model.n_components, problems
     )
     if warm_start and model.active_version is not None and model.n_features != n_features:
@@ -232,7 +233,7 @@ def request_select(
         )
     if n_init is not None and n_init > settings.max_n_init:
         problems.append(FieldError("#/n_init", f"must be at most {settings.max_n_init}"))
-    _, weights, where = _fit_data(
+    _, weights, where = check_fit_data(
         session, tenant, model, dataset_id, data, sample_weight, max(n_components), problems
     )
     for problem in problems:

@@ -1,6 +1,6 @@
 """Model versions: the immutable fitted states of a model, and which one serves.
 
-Every successful fit, selection or import adds a version ``1, 2, 3, ...``
+Every successful fit, selection, update or import adds a version ``1, 2, 3, ...``
 (numbers are never reused, even after a version is deleted). The model's
 ``active_version`` is the one inference uses unless a request names another;
 activating a version (a rollback or a promotion) copies its summary onto the
@@ -35,6 +35,7 @@ __all__ = [
     "list_versions",
     "load_parameters",
     "load_served",
+    "own_scores",
     "sklearn_export",
     "version_config",
 ]
@@ -255,7 +256,7 @@ def forget_old_versions(*, session: Session, keep: int) -> int:
 # --- import and export -------------------------------------------------------------
 
 
-def _own_scores(parameters: MixtureParameters) -> ScoreDistribution:
+def own_scores(parameters: MixtureParameters) -> ScoreDistribution:
     """The anomaly scores of points drawn from the mixture itself.
 
     With no training data, they stand in for the training points' (a fixed
@@ -283,7 +284,7 @@ def import_parameters(
             "these parameters do not describe a Gaussian mixture",
             [FieldError(f"#/{name}", detail) for name, detail in exc.problems],
         ) from None
-    scores = _own_scores(parameters)
+    scores = own_scores(parameters)
     if anomaly_threshold is None:
         anomaly_threshold = scores.stored_threshold(model.contamination)
     new = NewVersion(

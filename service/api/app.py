@@ -30,6 +30,7 @@ from .schemas import (
     PredictRequest,
     ScoreRequest,
     SelectRequest,
+    UpdateRequest,
 )
 from .shutdown import Shutdown
 
@@ -114,6 +115,7 @@ def create_app(
         DatasetCreate,
         FitRequest,
         SelectRequest,
+        UpdateRequest,
         PredictRequest,
         ScoreRequest,
         AnomalyRequest,

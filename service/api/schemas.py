@@ -35,6 +35,8 @@ __all__ = [
     "SelectRequest",
     "SelectionResult",
     "SampleResponse",
+    "UpdateRequest",
+    "UpdateSummary",
     "ScoreRequest",
     "ScoreResponse",
     "exactly_one_of",
@@ -212,6 +214,20 @@ class ModelCreate(ModelConfig, _Request):
     n_init: PositiveInt = Field(1, json_schema_extra=limit("GMM_MAX_N_INIT"))
 
 
+class UpdateSummary(BaseModel):
+    """What an incremental update started from and how much it forgot."""
+
+    from_version: int = Field(description="The version the update started from.")
+    learning_rate: float = Field(
+        description="rho: the weight of the new rows' statistics (the old ones' is 1 - rho)."
+    )
+    n_effective: float = Field(
+        description="How many rows this version stands for: n_new / rho (the old version's "
+        "plus the new rows when pooled). The next update's default rate is "
+        "n_new / (n_effective + n_new)."
+    )
+
+
 class FitSummary(BaseModel):
     converged: bool
     n_iter: int
@@ -224,6 +240,9 @@ class FitSummary(BaseModel):
         "in_memory",
         description="Where EM ran: in the worker's memory, streaming row chunks in the "
         "worker, or on the Dask cluster.",
+    )
+    update: UpdateSummary | None = Field(
+        None, description="A version made by an incremental update: how it was made."
     )
 
 
@@ -279,6 +298,43 @@ class FitRequest(_Request):
 
     @model_validator(mode="after")
     def _one_source(self) -> FitRequest:
+        if (self.dataset_id is None) == (self.data is None):
+            raise ValueError("give exactly one of dataset_id or data")
+        return self
+
+
+class UpdateRequest(_Request):
+    """New rows for an incremental update: exactly one of ``dataset_id`` or ``data``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            **exactly_one_of("dataset_id", "data"),
+            **rules(
+                "the data has the n_features columns of the model's active version",
+                "the model has a fitted active version (409 otherwise)",
+                "learning_rate is required when the active version was imported",
+            ),
+        }
+    )
+
+    dataset_id: Id | None = None
+    data: Matrix | None = None
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="rho, the weight of the new rows' sufficient statistics; the old "
+        "statistics' weight decays by (1 - rho) per update (a memory of about 1/rho "
+        "batches). Default n_new / (n_effective + n_new): old and new rows pooled, "
+        "nothing forgotten. 1: one EM step on the new rows alone.",
+    )
+    activate: bool = Field(
+        True, description="Serve the version this update makes at once (false: stage it)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> UpdateRequest:
         if (self.dataset_id is None) == (self.data is None):
             raise ValueError("give exactly one of dataset_id or data")
         return self
@@ -441,7 +497,7 @@ class ParametersImport(_Request):
 class ModelVersionRead(BaseModel):
     version: int
     active: bool
-    source: Literal["fit", "select", "import"]
+    source: Literal["fit", "select", "import", "update"]
     created_at: datetime
     job_id: str | None
     dataset_id: str | None
@@ -604,7 +660,7 @@ class JobRead(BaseModel):
     id: str
     model_id: str
     dataset_id: str | None
-    kind: Literal["fit", "select"]
+    kind: Literal["fit", "select", "update"]
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     progress: JobProgress
     result: FitSummary | SelectionResult | None

@@ -84,6 +84,7 @@ class VersionSource(enum.StrEnum):
     fit = "fit"
     select = "select"
     import_ = "import"
+    update = "update"
 
 
 class JobStatus(enum.StrEnum):

@@ -159,12 +159,18 @@ def _scaled(stats: SufficientStatistics, factor: float) -> SufficientStatistics:
 
 
 def _check_arguments(
-    params: MixtureParameters, n_effective: float, learning_rate: float | None, reg_covar: float
+    params: MixtureParameters,
+    n_effective: float | None,
+    learning_rate: float | None,
+    reg_covar: float,
 ) -> None:
     problems = []
     if not (isinstance(params, MixtureParameters)):
         raise InvalidParameterError("params must be MixtureParameters")
-    if isinstance(n_effective, bool) or not (np.isfinite(n_effective) and n_effective > 0):
+    if n_effective is None:
+        if learning_rate is None:
+            problems.append("n_effective is needed when learning_rate is not given")
+    elif isinstance(n_effective, bool) or not (np.isfinite(n_effective) and n_effective > 0):
         problems.append(f"n_effective must be a finite number > 0; got {n_effective!r}")
     if learning_rate is not None and (
         isinstance(learning_rate, bool) or not (0.0 < learning_rate <= 1.0)
@@ -180,7 +186,7 @@ def update_mixture(
     params: MixtureParameters,
     X: object,
     *,
-    n_effective: float,
+    n_effective: float | None,
     learning_rate: float | None = None,
     reg_covar: float = 1e-6,
 ) -> StepwiseUpdate:
@@ -192,9 +198,10 @@ def update_mixture(
         The current mixture (the E-step's parameters).
     X : array-like of shape (n_samples, n_features)
         The new rows; float32 or float64 (computed in float64).
-    n_effective : float
+    n_effective : float or None
         How many rows ``params`` stands for: the training rows of a fit, the
-        ``n_effective`` a previous update returned.
+        ``n_effective`` a previous update returned. Only the default
+        ``learning_rate`` needs it (None: unknown, as for imported parameters).
     learning_rate : float in (0, 1], optional
         ``rho``, the weight of the new rows' statistics. Default
         ``n_samples / (n_effective + n_samples)``: old and new pooled. A fixed
@@ -219,7 +226,11 @@ def update_mixture(
     _check_arguments(params, n_effective, learning_rate, reg_covar)
     X = check_data(X, n_features=params.n_features, dtype=np.float64)
     n_samples = X.shape[0]
-    rho = n_samples / (n_effective + n_samples) if learning_rate is None else float(learning_rate)
+    if learning_rate is None:
+        assert n_effective is not None
+        rho = n_samples / (n_effective + n_samples)
+    else:
+        rho = float(learning_rate)
     config = FitConfig(
         n_components=params.n_components,
         covariance_type=params.covariance_type,

@@ -45,7 +45,7 @@ from ..datasets import load_matrix
 from ..db import Database
 from ..db.faults import is_transient, retry_transient
 from ..db.tables import DatasetRow, JobRow, ModelRow, VersionSource, utcnow
-from ..errors import ServiceError
+from ..errors import NotFound, ServiceError
 from ..gmm import (
     FitCancelled,
     FitProgress,
@@ -59,6 +59,7 @@ from ..gmm import (
 )
 from ..gmm.chunked import ChunkedData, fit_chunked
 from ..gmm.selection import DEFAULT_TOL as SELECTION_DEFAULT_TOL
+from ..gmm.stepwise import update_mixture
 from ..heap import settle
 from ..idempotency import expire_keys
 from ..matrices import array_from_blob
@@ -192,11 +193,15 @@ class _Lease:
 @dataclass
 class _Outcome:
     """What a job produced: the fit to store as a version, and the job's result if
-    it is not that fit's summary."""
+    it is not that fit's summary; ``summary``: what the version's summary adds to
+    the fit's; ``training_scores``: the scores its threshold and p-values come from,
+    when not the training rows' own."""
 
     fit: FitResult
     result: dict[str, Any] | None = None
     engine: str = "in_memory"
+    summary: dict[str, Any] | None = None
+    training_scores: ScoreDistribution | None = None
 
 
 class _Reporter:
@@ -293,6 +298,42 @@ def _select(inputs: _FitInputs, report: _Reporter) -> _Outcome:
         callback=on_progress,
     )
     return _Outcome(selection.fit, selection.to_dict())
+
+
+def _update(inputs: _FitInputs, report: _Reporter) -> _Outcome:
+    """One stepwise-EM step from the version the update was asked on (``warm_start``).
+
+    The threshold comes from the updated mixture's own draws (as for an imported
+    one): the new rows alone are not the data the mixture now stands for.
+    """
+    options = inputs.options
+    assert inputs.warm_start is not None
+    step = update_mixture(
+        inputs.warm_start,
+        inputs.data,
+        n_effective=options["n_effective"],
+        learning_rate=options["learning_rate"],
+        reg_covar=options["reg_covar"],
+    )
+    report.iteration(step.log_likelihood, init=0, n_init=1, iteration=1, max_iter=1)
+    fit = FitResult(
+        step.parameters,
+        converged=True,
+        n_iter=1,
+        lower_bound=step.log_likelihood,
+        lower_bound_history=[step.log_likelihood],
+        n_samples=step.n_samples,
+    )
+    update = {
+        "from_version": options["from_version"],
+        "learning_rate": step.learning_rate,
+        "n_effective": step.n_effective,
+    }
+    return _Outcome(
+        fit,
+        summary={"update": update},
+        training_scores=versions.own_scores(step.parameters),
+    )
 
 
 class Worker:
@@ -489,7 +530,14 @@ class Worker:
             data = array_from_blob(job.data)
         weights = None if job.sample_weight is None else array_from_blob(job.sample_weight)
         warm = None
-        if job.warm_start and model.active_version is not None:
+        if job.kind == "update":  # from the version active when the update was asked
+            from_version = job.options["from_version"]
+            warm = versions.load_parameters(
+                session=session, model_id=model.id, version=from_version
+            )
+            if warm is None:
+                raise NotFound(f"version {from_version} was deleted before the update ran")
+        elif job.warm_start and model.active_version is not None:
             warm = versions.load_parameters(
                 session=session, model_id=model.id, version=model.active_version
             )
@@ -518,7 +566,8 @@ class Worker:
                 "job vanished before it ran", extra={"job_id": claim.job_id, "error": repr(exc)}
             )
             return
-        run = partial(_fit, settings=self.settings) if inputs.kind == "fit" else _select
+        runs = {"fit": partial(_fit, settings=self.settings), "select": _select, "update": _update}
+        run = runs[inputs.kind]
         with _Lease(self, claim) as lease:
             report = _Reporter(lease)
             try:
@@ -557,9 +606,12 @@ class Worker:
             "n_samples": int(fit.n_samples),
             "dataset_id": inputs.dataset_id,
             "engine": outcome.engine,
+            **(outcome.summary or {}),
         }
         model = inputs.model
-        scores = ScoreDistribution.from_scores(-log_likelihood, inputs.sample_weight)
+        scores = outcome.training_scores or ScoreDistribution.from_scores(
+            -log_likelihood, inputs.sample_weight
+        )
         threshold = scores.stored_threshold(model.contamination)
         new = versions.NewVersion(
             source=VersionSource(inputs.kind),

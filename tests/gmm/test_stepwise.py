@@ -255,6 +255,18 @@ def test_n_effective_must_be_positive_and_finite(data: np.ndarray, n_effective: 
         update_mixture(params, data[600:], n_effective=n_effective)
 
 
+def test_n_effective_may_be_unknown_with_a_learning_rate(data: np.ndarray) -> None:
+    params, _ = _fitted(data[:600], "full")
+    updated = update_mixture(params, data[600:], n_effective=None, learning_rate=0.5)
+    assert updated.n_effective == pytest.approx(600)
+
+
+def test_n_effective_is_needed_for_the_default_learning_rate(data: np.ndarray) -> None:
+    params, _ = _fitted(data[:600], "full")
+    with pytest.raises(InvalidParameterError, match="n_effective is needed"):
+        update_mixture(params, data[600:], n_effective=None)
+
+
 def test_negative_reg_covar_is_refused(data: np.ndarray) -> None:
     params, _ = _fitted(data[:600], "full")
     with pytest.raises(InvalidParameterError, match="reg_covar"):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from ... import models, versions
+from ... import models, updates, versions
 from ...db.tables import JobRow, ModelRow, ModelVersionRow
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import matrix_from_rows
@@ -37,6 +37,7 @@ from ..schemas import (
     ModelVersionRead,
     ParametersImport,
     SelectRequest,
+    UpdateRequest,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -44,6 +45,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 # Bodies that carry matrices are parsed from the raw bytes by Pydantic (see bodies.py).
 FitBody = JsonBody(FitRequest)
 SelectBody = JsonBody(SelectRequest)
+UpdateBody = JsonBody(UpdateRequest)
 
 
 @router.post(
@@ -123,7 +125,7 @@ def delete_model(
 
 def _queue_job(
     *,
-    body: FitRequest | SelectRequest,
+    body: FitRequest | SelectRequest | UpdateRequest,
     path: str,
     database: DatabaseDep,
     tenant: str,
@@ -229,6 +231,47 @@ def select_model(
     return _queue_job(
         body=body,
         path=f"/v1/models/{model_id}/select",
+        database=database,
+        tenant=tenant,
+        settings=settings,
+        idempotency_key=idempotency_key,
+        request_job=request_job,
+    )
+
+
+@router.post(
+    "/{model_id}/update",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problems(404, 409, 413, 415, 422),
+    openapi_extra=json_body_openapi(UpdateRequest),
+    summary="Queue an incremental update of the active version with new rows (stepwise EM)",
+)
+def update_model(
+    model_id: str,
+    body: UpdateBody,
+    database: DatabaseDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """One stepwise-EM step from the active version; the job makes a new version
+    (source ``update``). See ``learning_rate`` for how much of the past it forgets."""
+
+    def request_job(session: Session, data: np.ndarray | None) -> JobRow:
+        return updates.request_update(
+            session=session,
+            tenant=tenant,
+            model_id=model_id,
+            dataset_id=body.dataset_id,
+            data=data,
+            learning_rate=body.learning_rate,
+            activate=body.activate,
+        )
+
+    return _queue_job(
+        body=body,
+        path=f"/v1/models/{model_id}/update",
         database=database,
         tenant=tenant,
         settings=settings,
