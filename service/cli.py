@@ -436,6 +436,42 @@ def models(limit, url, api_key):
 
 @main.command()
 @click.argument("model_id")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--learning-rate",
+    type=float,
+    default=None,
+    help="In (0, 1]: the new rows' weight; the past's decays by 1 - rate per update "
+    "(a memory of about 1/rate batches). Default: old and new rows pooled.",
+)
+@click.option("--stage", is_flag=True, help="Keep serving the current version.")
+@click.option("--progress/--no-progress", default=False, show_default=True)
+@_url_option
+@_api_key_option
+def update(model_id, data, learning_rate, stage, progress, url, api_key):
+    """Update a fitted model with the new rows of a CSV or .npy file (stepwise EM).
+
+    Prints the model as JSON; its fit_summary.update says where the update started
+    (from_version), the learning_rate used and n_effective, the rows it stands for.
+    """
+    try:
+        rows = _read_matrix(data)
+        with _client(url, api_key) as gmm:
+            model = gmm.update(
+                model_id,
+                rows,
+                learning_rate=learning_rate,
+                activate=not stage,
+                wait=True,
+                progress=progress,
+            )
+    except Exception as exc:
+        _fail(exc)
+    click.echo(json.dumps(model, indent=2))
+
+
+@main.command()
+@click.argument("model_id")
 @click.option("--limit", type=int, default=50, show_default=True)
 @_url_option
 @_api_key_option

@@ -325,6 +325,42 @@ class _Operations:
             )
         )
 
+    def start_update(
+        self,
+        model_id: str,
+        X: Any = None,
+        /,
+        *,
+        dataset_id: str | None = None,
+        learning_rate: float | None = None,
+        activate: bool = True,
+        idempotency_key: str | None = None,
+    ):
+        """Queue an incremental update of the active version with new rows ``X`` (or the
+        stored ``dataset_id``); returns the Job (``update(..., wait=True)`` waits).
+
+        ``learning_rate`` in (0, 1] forgets: the old statistics' weight decays by
+        ``1 - learning_rate`` per update. Default: old and new rows pooled.
+        """
+        if (X is None) == (dataset_id is None):
+            raise TypeError("give exactly one of X (the new rows) or dataset_id=")
+        body: dict[str, Any] = {
+            "data": None if X is None else _rows(X),
+            "dataset_id": dataset_id,
+            "learning_rate": learning_rate,
+            "activate": activate,
+        }
+        body = {name: value for name, value in body.items() if value is not None}
+        return self._call(
+            _Call(
+                "POST",
+                f"/v1/models/{model_id}/update",
+                _json,
+                json=body,
+                headers=_idempotency(idempotency_key),
+            )
+        )
+
     def parameters(self, model_id: str, *, version: int | None = None):
         """weights, means, covariances (NumPy arrays), covariance_type and version."""
         return self._call(
@@ -704,6 +740,24 @@ class Client(_Operations):
             return job
         return _finished(self.wait_for_job(job["id"], progress=progress))
 
+    def update(
+        self,
+        model_id: str,
+        X: Any = None,
+        /,
+        *,
+        wait: bool = False,
+        progress: bool = False,
+        **update: Any,
+    ):
+        """Queue an incremental update with the new rows ``X`` (or ``dataset_id=``); with
+        ``wait``, return the updated Model. The other keywords are :meth:`start_update`'s."""
+        job = self.start_update(model_id, X, **update)
+        if not wait:
+            return job
+        _finished(self.wait_for_job(job["id"], progress=progress))
+        return self.get_model(model_id)
+
 
 class AsyncClient(_Operations):
     """Asynchronous client; the same operations, awaited."""
@@ -779,3 +833,19 @@ class AsyncClient(_Operations):
         if not wait:
             return job
         return _finished(await self.wait_for_job(job["id"], progress=progress))
+
+    async def update(
+        self,
+        model_id: str,
+        X: Any = None,
+        /,
+        *,
+        wait: bool = False,
+        progress: bool = False,
+        **update: Any,
+    ):
+        job = await self.start_update(model_id, X, **update)
+        if not wait:
+            return job
+        _finished(await self.wait_for_job(job["id"], progress=progress))
+        return await self.get_model(model_id)

@@ -130,3 +130,31 @@ def test_anomalies_prints_scores_p_values_and_explanations(live_url, tmp_path):
     assert lines[0] == "score,p_value,is_anomaly,explanation"
     assert lines[1].split(",")[2] == "False" and lines[2].split(",")[2] == "True"
     assert len(lines) == 4 and lines[3].split(",")[3].startswith("0:")  # y was missing
+
+
+def test_update_moves_a_fitted_model_with_the_rows_of_a_file(live_url, tmp_path):
+    runner = CliRunner()
+    data = _csv(tmp_path / "blobs.csv", three_blobs())
+    fitted = runner.invoke(main, ["fit", data, "-k", "3", "--random-state", "0", "--url", live_url])
+    model_id = json.loads(fitted.stdout)["id"]
+    new_rows = _csv(tmp_path / "new.csv", three_blobs(50, seed=3) + 0.5)
+    updated = runner.invoke(
+        main, ["update", model_id, new_rows, "--learning-rate", "0.2", "--url", live_url]
+    )
+    assert updated.exit_code == 0, updated.output
+    model = json.loads(updated.stdout)
+    assert model["active_version"] == 2
+    assert model["fit_summary"]["update"]["learning_rate"] == 0.2
+    listed = runner.invoke(main, ["versions", model_id, "--url", live_url])
+    assert listed.stdout.splitlines()[0].split("\t")[:3] == ["v2", "*", "update"]
+
+
+def test_update_reports_a_bad_learning_rate_with_its_field(live_url, tmp_path):
+    runner = CliRunner()
+    data = _csv(tmp_path / "blobs.csv", three_blobs())
+    fitted = runner.invoke(main, ["fit", data, "-k", "3", "--random-state", "0", "--url", live_url])
+    model_id = json.loads(fitted.stdout)["id"]
+    result = runner.invoke(
+        main, ["update", model_id, data, "--learning-rate", "0", "--url", live_url]
+    )
+    assert result.exit_code != 0 and "#/learning_rate" in result.output

@@ -168,3 +168,36 @@ def test_the_client_sends_nan_as_a_missing_feature_and_gets_conditionals(live_ur
         assert flagged["p_values"][1] < flagged["p_values"][0]
         assert len(flagged["explanations"][1]) == 2
         assert gmm.monitoring(model["id"])["n_scored"] == 4
+
+
+def test_the_client_updates_a_fitted_model_with_new_rows(live_url):
+    with Client(live_url) as gmm:
+        model = gmm.create_model(n_components=3, random_state=0)
+        gmm.fit(model["id"], three_blobs(), wait=True)
+        updated = gmm.update(
+            model["id"], three_blobs(50, seed=4) + 1.0, learning_rate=0.5, wait=True
+        )
+        assert (updated["version"], updated["active_version"]) == (2, 2)
+        assert updated["fit_summary"]["update"] == {
+            "from_version": 1,
+            "learning_rate": 0.5,
+            "n_effective": 300.0,
+        }
+        staged = gmm.start_update(model["id"], three_blobs(50, seed=5), activate=False)
+        assert staged["kind"] == "update"
+        with pytest.raises(TypeError, match="exactly one"):
+            gmm.start_update(model["id"])
+        with pytest.raises(ProblemError) as invalid:
+            gmm.start_update(model["id"], [[1.0, 2.0]], learning_rate=2.0)
+        assert invalid.value.errors[0]["pointer"] == "#/learning_rate"
+
+
+def test_the_async_client_updates_too(live_url):
+    async def run() -> dict:
+        async with AsyncClient(live_url) as gmm:
+            model = await gmm.create_model(n_components=3, random_state=0)
+            await gmm.fit(model["id"], three_blobs(), wait=True)
+            return await gmm.update(model["id"], three_blobs(50, seed=4), wait=True)
+
+    updated = asyncio.run(run())
+    assert updated["fit_summary"]["update"]["n_effective"] == 750.0
