@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format bench bench-quick bench-load bench-missing bench-select bench-serve bench-scale openapi clean
+.PHONY: serve test lint format bench bench-quick bench-load bench-missing bench-select bench-serve bench-scale bench-update openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench-missing: $(VENV)/.installed-dev
 ## bench-select: model selection over K = 1..9 x 4 covariance types against scikit-learn and mclust
 bench-select: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_select.py
+
+## bench-update: an incremental update of 10k rows against one EM iteration on them
+bench-update: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_update.py
 
 ## bench-scale: 2M x 16 EM in memory, out-of-core, on Dask and Spark MLlib (pip install pyspark pyarrow); 4 GB peak RSS
 bench-scale: $(VENV)/.installed-dev
