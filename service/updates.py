@@ -86,7 +86,7 @@ def request_update(
         "n_effective": n_effective,
         "reg_covar": active.config["reg_covar"],
     }
-    return enqueue_job(
+    job = enqueue_job(
         session=session,
         model=model,
         dataset_id=dataset_id,
@@ -96,3 +96,5 @@ def request_update(
         kind="update",
         options=options,
     )
+    job.progress = {**job.progress, "n_init": 1, "max_iter": 1}  # one E-step, one M-step
+    return job

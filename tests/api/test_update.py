@@ -72,6 +72,15 @@ def test_the_version_summary_says_where_the_update_started_and_how_much_it_forgo
     assert client.get(f"/v1/models/{model_id}").json()["fit_summary"] == summary
 
 
+def test_an_update_job_is_one_iteration_from_queued_to_done(client):
+    model_id = fitted_model(client)
+    queued = client.post(f"/v1/models/{model_id}/update", json={"data": NEW_ROWS.tolist()})
+    assert queued.json()["progress"]["max_iter"] == 1
+    job = wait_for_job(client, queued.json()["id"])
+    assert (job["progress"]["iteration"], job["progress"]["max_iter"]) == (1, 1)
+    assert job["lower_bound_history"] == [job["result"]["lower_bound"]]
+
+
 def test_the_default_rate_pools_the_fitted_rows_and_the_new_ones(client):
     model_id = fitted_model(client)  # 600 rows
     update = _update(client, model_id)["result"]["update"]
