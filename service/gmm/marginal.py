@@ -586,6 +586,289 @@ def _independent_log_prob(
 
 
 # --- scoring --------------------------------------------------------------------
+#
+# Scoring sorts the incomplete rows by (number of missing features, pattern).
+# Each pattern's blocks P_k,mm are factored once, all patterns with the same
+# number m of missing features together (one vectorised Cholesky over
+# patterns x components); a row then costs its share of one matrix product
+# (g = P_k d for every component) and a triangular solve of size m with its
+# pattern's factor, whatever the number of patterns.
+
+# A row's rounding error in ``log N(x_o | k)`` is about
+# ``_ROUNDING * eps * (|(x - c)^T g| + |(mu_k - c)^T g| + kappa * g_m^T P_k,mm^-1 g_m)``
+# (the terms that are subtracted; ``kappa`` the ratio of the factor's largest to
+# smallest pivot). Rows where that, weighted by the responsibilities, exceeds
+# ``_RELATIVE_ERROR`` times the log-density are scored again from ``S_k,oo``
+# (the cancellation happens when a missing feature is nearly determined by
+# observed ones in an ill-conditioned model).
+_ROUNDING = 8.0
+_RELATIVE_ERROR = 1e-12
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    """Incomplete rows sorted by (number of missing features, pattern).
+
+    Attributes
+    ----------
+    rows : ndarray of int, shape (n_rows,)
+        Row indices, in sorted order.
+    pattern : ndarray of int, shape (n_rows,)
+        Each sorted row's pattern (an index into ``starts``).
+    starts, counts : ndarray of int, shape (n_patterns,)
+        Where each pattern's rows start in ``rows``, and how many there are.
+    n_missing : ndarray of int, shape (n_patterns,)
+        Each pattern's number of missing features (non-decreasing).
+    """
+
+    rows: np.ndarray
+    pattern: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    n_missing: np.ndarray
+
+
+def _sort_patterns(missing: np.ndarray, rows: np.ndarray) -> _Patterns:
+    """Sort ``rows`` (incomplete) by number of missing features, then by pattern."""
+    sub = missing[rows]
+    n_missing = np.count_nonzero(sub, axis=1)
+    codes = _pattern_codes(sub)
+    order = np.argsort(codes, kind="stable")
+    order = order[np.argsort(n_missing[order].astype(np.uint16), kind="stable")]
+    codes = codes[order]
+    change = np.empty(len(order), dtype=bool)
+    change[:1] = True
+    np.not_equal(codes[1:], codes[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    return _Patterns(
+        rows=rows[order],
+        pattern=np.cumsum(change) - 1,
+        starts=starts,
+        counts=np.diff(np.append(starts, len(order))),
+        n_missing=n_missing[order[starts]],
+    )
+
+
+@dataclass(frozen=True)
+class _PatternFactors:
+    """The factors of ``P_k,mm`` of patterns with ``m`` missing features each.
+
+    Attributes
+    ----------
+    missing : ndarray of int, shape (n_patterns, m)
+    lower : ndarray of shape (n_patterns, m * (m + 1) / 2, n_components)
+        The lower triangle of the Cholesky factor ``L`` of ``P_k,mm``, row by
+        row, with each pivot replaced by its reciprocal.
+    half_log_det : ndarray of shape (n_patterns, n_components)
+        ``log det L``.
+    spread : ndarray of shape (n_patterns, n_components)
+        Largest over smallest pivot (a lower bound on the condition number of ``L``).
+    """
+
+    missing: np.ndarray
+    lower: np.ndarray
+    half_log_det: np.ndarray
+    spread: np.ndarray
+
+
+def _factor_patterns(kernel: MissingDataKernel, missing: np.ndarray) -> _PatternFactors:
+    """Factor ``P_k,mm`` for every pattern (rows of ``missing``, (n_patterns, m)) and component."""
+    m = missing.shape[1]
+    cholesky = _cholesky(_block(kernel.precisions, missing), m, overwrite=True)
+    pivots = np.diagonal(cholesky, axis1=0, axis2=1)  # (n_patterns, K, m)
+    rows, cols = np.tril_indices(m)
+    lower = cholesky[rows, cols]  # (m(m+1)/2, n_patterns, K)
+    on_diagonal = rows == cols
+    lower[on_diagonal] = 1.0 / lower[on_diagonal]
+    return _PatternFactors(
+        missing=missing,
+        lower=np.ascontiguousarray(lower.transpose(1, 0, 2)),
+        half_log_det=_half_log_det(cholesky),
+        spread=pivots.max(axis=-1) / pivots.min(axis=-1),
+    )
+
+
+def _pattern_log_prob(
+    kernel: MissingDataKernel,
+    x: np.ndarray,
+    pattern: np.ndarray,
+    factors: _PatternFactors,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``log pi_k + log N(x_o | mu_ko, S_k,oo)`` of rows whose patterns are factored.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_rows, n_features), NaN where missing
+    pattern : ndarray of int, shape (n_rows,)
+        Each row's pattern in ``factors``.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_components, n_rows)
+    error : ndarray of shape (n_components, n_rows)
+        The estimated rounding error of each entry (see :data:`_ROUNDING`).
+    """
+    n_rows, n_features = x.shape
+    n_components = kernel.n_components
+    m = factors.missing.shape[1]
+    centred = np.ones((n_rows, n_features + 1))
+    np.subtract(x, kernel.fill, out=centred[:, :n_features])
+    centred[np.isnan(centred)] = 0.0  # the fill
+    products = centred @ kernel.gradient
+    gradient = products[:, : n_features * n_components].reshape(n_rows, n_features, n_components)
+    shift = products[:, -n_components:]
+    # d^T g = (x - c)^T g - (mu_k - c)^T g
+    expanded = np.matmul(centred[:, None, :n_features], gradient)[:, 0, :]
+    index = factors.missing[pattern]
+    index += (np.arange(n_rows) * n_features)[:, None]
+    g_m = np.take(gradient.reshape(-1, n_components), index.T, axis=0)  # (m, n_rows, K)
+    # z = L^-1 g_m, row by row of L (its pivots stored inverted); the squares summed
+    lower = np.take(factors.lower, pattern, axis=0)  # (n_rows, m(m+1)/2, K)
+    z = np.empty_like(g_m)
+    correction = np.zeros((n_rows, n_components))
+    product = np.empty((n_rows, n_components))
+    entry = 0
+    for i in range(m):
+        total = z[i]
+        np.copyto(total, g_m[i])
+        for j in range(i):
+            total -= np.multiply(lower[:, entry], z[j], out=product)
+            entry += 1
+        total *= lower[:, entry]
+        entry += 1
+        correction += np.multiply(total, total, out=product)
+    constant = kernel.log_weights + kernel.log_det - 0.5 * (n_features - m) * _LOG_2PI
+    log_prob = np.take(factors.half_log_det, pattern, axis=0)
+    np.subtract(constant, log_prob, out=log_prob)
+    log_prob -= 0.5 * (expanded - shift - correction)
+    magnitude = np.abs(expanded)
+    magnitude += np.abs(shift)
+    magnitude += np.take(factors.spread, pattern, axis=0) * correction
+    magnitude *= 0.5 * _ROUNDING * np.finfo(np.float64).eps
+    return log_prob.T, magnitude.T
+
+
+def _inaccurate(log_prob: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Rows whose estimated error in ``log p(x_o)`` exceeds :data:`_RELATIVE_ERROR` of it.
+
+    The error of ``log p`` is the responsibility-weighted error of the
+    components; it is only worked out for rows where some component's
+    error is that large.
+    """
+    peak = log_prob.max(axis=0)
+    tolerance = _RELATIVE_ERROR * np.maximum(1.0, np.abs(peak))
+    suspect = np.flatnonzero(~(error.max(axis=0) <= tolerance))
+    redo = np.zeros(log_prob.shape[1], dtype=bool)
+    if suspect.size:
+        weights = np.exp(log_prob[:, suspect] - peak[suspect])
+        total = weights.sum(axis=0)
+        expected_error = np.einsum("kn,kn->n", weights, error[:, suspect]) / total
+        log_norm = np.log(total) + peak[suspect]
+        redo[suspect] = ~(expected_error <= _RELATIVE_ERROR * np.maximum(1.0, np.abs(log_norm)))
+    return redo
+
+
+def _observed_columns(missing: np.ndarray) -> np.ndarray:
+    """Each row's observed features (rows all observing the same number): (n_rows, o)."""
+    return np.nonzero(~missing)[1].reshape(len(missing), -1)
+
+
+def _shared_patterns(patterns: _Patterns) -> np.ndarray:
+    """Patterns common enough to get the marginal mixture's own kernel (see :data:`_SHARED_WORK`)."""
+    m = patterns.n_missing
+    counts = patterns.counts
+    return (counts >= _MIN_SHARED_ROWS) & (counts * (64 + m**3) >= _SHARED_WORK)
+
+
+def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """:func:`marginal_weighted_log_prob` for ``full`` and ``tied`` mixtures.
+
+    Complete rows go through the complete-row kernel. The others are sorted
+    by (number of missing features, pattern) and gathered once, in that
+    order; each task fills a contiguous slice of a sorted result, which is
+    put back in the rows' order once at the end.
+    """
+    n_components, n_features = kernel.n_components, kernel.n_features
+    n_missing = np.count_nonzero(missing, axis=1)
+    complete = np.flatnonzero(n_missing == 0)
+    patterns = _sort_patterns(missing, np.flatnonzero(n_missing))
+    x = X[patterns.rows]
+    x_missing = missing[patterns.rows]
+    result = np.empty((n_components, len(x)))
+    complete_result = np.empty((n_components, len(complete)))
+    tasks: list[Callable[[], None]] = []
+    block = _block_rows(kernel)
+
+    def complete_rows(rows: slice) -> Callable[[], None]:
+        def run() -> None:
+            complete_result[:, rows] = weighted_log_prob(X[complete[rows]], kernel.scoring)
+
+        return run
+
+    def shared_rows(rows: slice) -> Callable[[], None]:
+        def run() -> None:
+            observed = ~x_missing[rows.start]
+            marginal = kernel.marginal(np.flatnonzero(x_missing[rows.start]))
+            result[:, rows] = weighted_log_prob(x[rows][:, observed], marginal)
+
+        return run
+
+    def observed_rows(rows: np.ndarray) -> Callable[[], None]:
+        def run() -> None:
+            observed = _observed_columns(x_missing[rows])
+            result[:, rows] = _observed_log_prob(kernel, x[rows], observed)
+
+        return run
+
+    def factored_rows(rows: np.ndarray, pattern: np.ndarray, factors: _PatternFactors):
+        def run() -> None:
+            part, error = _pattern_log_prob(kernel, x[rows], pattern, factors)
+            redo = _inaccurate(part, error)
+            if redo.any():  # cancellation: from S_oo instead
+                again = rows[redo]
+                observed = _observed_columns(x_missing[again])
+                part[:, redo] = _observed_log_prob(kernel, x[again], observed)
+            result[:, rows] = part
+
+        return run
+
+    chunk = chunk_rows(n_features, n_components)
+    tasks += [complete_rows(slice(s, s + chunk)) for s in range(0, len(complete), chunk)]
+    shared = _shared_patterns(patterns)
+    for pattern in np.flatnonzero(shared):
+        start = int(patterns.starts[pattern])
+        tasks.append(shared_rows(slice(start, start + int(patterns.counts[pattern]))))
+    # The other patterns, a run of patterns with the same number of missing features at a time.
+    bounds = np.flatnonzero(np.diff(patterns.n_missing)) + 1
+    for first, stop in zip(np.r_[0, bounds], np.r_[bounds, len(patterns.starts)], strict=True):
+        keep = np.flatnonzero(~shared[first:stop]) + first
+        if not keep.size:
+            continue
+        m = int(patterns.n_missing[first])
+        row_start = patterns.starts[first]
+        row_stop = patterns.starts[stop - 1] + patterns.counts[stop - 1]
+        rows = np.arange(row_start, row_stop)
+        pattern = patterns.pattern[row_start:row_stop]
+        if len(keep) < stop - first:  # leave out the shared patterns' rows
+            kept = ~shared[pattern]
+            rows, pattern = rows[kept], pattern[kept]
+        if 2 * m >= n_features:  # most features missing: S_oo is the smaller block
+            tasks += [observed_rows(rows[s : s + block]) for s in range(0, len(rows), block)]
+            continue
+        local = np.full(stop - first, -1)  # the run's patterns, numbered from 0
+        local[keep - first] = np.arange(len(keep))
+        pattern = local[pattern - first]
+        columns = np.nonzero(x_missing[patterns.starts[keep]])[1].reshape(len(keep), m)
+        factors = _factor_patterns(kernel, columns)
+        tasks += [
+            factored_rows(rows[s : s + block], pattern[s : s + block], factors)
+            for s in range(0, len(rows), block)
+        ]
+    list(map_chunks(lambda s: tasks[s.start](), len(tasks), 1))
+    log_prob = np.empty((n_components, len(X)))
+    log_prob[:, complete] = complete_result
+    log_prob[:, patterns.rows] = result
+    return log_prob
 
 
 def marginal_weighted_log_prob(
@@ -612,23 +895,7 @@ def marginal_weighted_log_prob(
         rows = chunk_rows(kernel.n_features, kernel.n_components)
         parts = map_chunks(lambda s: _independent_log_prob(kernel, X[s], missing[s]), len(X), rows)
         return np.concatenate(list(parts), axis=1)
-    log_prob = np.empty((kernel.n_components, len(X)))
-
-    def one_group(group: _Group) -> np.ndarray:
-        if group.missing.shape[1] == 0:
-            return weighted_log_prob(X[group.rows], kernel.scoring)
-        if len(group.missing) == 1:  # one pattern: the marginal mixture's own kernel
-            observed = ~missing[group.rows[0]]
-            return weighted_log_prob(X[group.rows][:, observed], kernel.marginal(group.missing[0]))
-        if 2 * group.missing.shape[1] >= kernel.n_features:  # most features missing
-            observed = np.nonzero(~missing[group.rows])[1].reshape(len(group.rows), -1)
-            return _observed_log_prob(kernel, X[group.rows], observed)
-        return _factor(kernel, X[group.rows], group.missing).log_prob
-
-    groups = _group_rows(missing, _block_rows(kernel))
-    for group, part in zip(groups, _map_groups(one_group, groups), strict=True):
-        log_prob[:, group.rows] = part
-    return log_prob
+    return _score_rows(kernel, X, missing)
 
 
 def _normalize(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
