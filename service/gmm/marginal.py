@@ -628,20 +628,23 @@ class _Patterns:
     n_missing: np.ndarray
 
 
-def _sort_patterns(missing: np.ndarray, rows: np.ndarray) -> _Patterns:
-    """Sort ``rows`` (incomplete) by number of missing features, then by pattern."""
-    sub = missing[rows]
-    n_missing = np.count_nonzero(sub, axis=1)
-    codes = _pattern_codes(sub)
+def _sort_patterns(missing: np.ndarray, n_missing: np.ndarray) -> _Patterns:
+    """Sort the incomplete rows by number of missing features, then by pattern.
+
+    Two stable sorts of small integers (radix sorts up to 16 features).
+    """
+    codes = _pattern_codes(missing)
     order = np.argsort(codes, kind="stable")
-    order = order[np.argsort(n_missing[order].astype(np.uint16), kind="stable")]
+    counts_dtype = np.uint8 if missing.shape[1] < 256 else np.uint32
+    order = order[np.argsort(n_missing.astype(counts_dtype)[order], kind="stable")]
+    order = order[len(order) - np.count_nonzero(n_missing) :]  # complete rows sort first
     codes = codes[order]
     change = np.empty(len(order), dtype=bool)
     change[:1] = True
     np.not_equal(codes[1:], codes[:-1], out=change[1:])
     starts = np.flatnonzero(change)
     return _Patterns(
-        rows=rows[order],
+        rows=order,
         pattern=np.cumsum(change) - 1,
         starts=starts,
         counts=np.diff(np.append(starts, len(order))),
@@ -656,7 +659,7 @@ class _PatternFactors:
     Attributes
     ----------
     missing : ndarray of int, shape (n_patterns, m)
-    lower : ndarray of shape (n_patterns, m * (m + 1) / 2, n_components)
+    lower : ndarray of shape (m * (m + 1) / 2, n_patterns, n_components)
         The lower triangle of the Cholesky factor ``L`` of ``P_k,mm``, row by
         row, with each pivot replaced by its reciprocal.
     half_log_det : ndarray of shape (n_patterns, n_components)
@@ -675,16 +678,18 @@ def _factor_patterns(kernel: MissingDataKernel, missing: np.ndarray) -> _Pattern
     """Factor ``P_k,mm`` for every pattern (rows of ``missing``, (n_patterns, m)) and component."""
     m = missing.shape[1]
     cholesky = _cholesky(_block(kernel.precisions, missing), m, overwrite=True)
-    pivots = np.diagonal(cholesky, axis1=0, axis2=1)  # (n_patterns, K, m)
     rows, cols = np.tril_indices(m)
     lower = cholesky[rows, cols]  # (m(m+1)/2, n_patterns, K)
-    on_diagonal = rows == cols
-    lower[on_diagonal] = 1.0 / lower[on_diagonal]
+    pivots = lower[rows == cols]  # (m, n_patterns, K)
+    largest, smallest = pivots.max(axis=0), pivots.min(axis=0)
+    lower[rows == cols] = 1.0 / pivots
+    product = np.prod(pivots, axis=0)
+    if np.all(np.isfinite(product) & (product > 0.0)):
+        half_log_det = np.log(product)
+    else:
+        half_log_det = np.sum(np.log(pivots), axis=0)
     return _PatternFactors(
-        missing=missing,
-        lower=np.ascontiguousarray(lower.transpose(1, 0, 2)),
-        half_log_det=_half_log_det(cholesky),
-        spread=pivots.max(axis=-1) / pivots.min(axis=-1),
+        missing=missing, lower=lower, half_log_det=half_log_det, spread=largest / smallest
     )
 
 
@@ -723,7 +728,7 @@ def _pattern_log_prob(
     index += (np.arange(n_rows) * n_features)[:, None]
     g_m = np.take(gradient.reshape(-1, n_components), index.T, axis=0)  # (m, n_rows, K)
     # z = L^-1 g_m, row by row of L (its pivots stored inverted); the squares summed
-    lower = np.take(factors.lower, pattern, axis=0)  # (n_rows, m(m+1)/2, K)
+    lower = np.take(factors.lower, pattern, axis=1)  # (m(m+1)/2, n_rows, K)
     z = np.empty_like(g_m)
     correction = np.zeros((n_rows, n_components))
     product = np.empty((n_rows, n_components))
@@ -732,9 +737,9 @@ def _pattern_log_prob(
         total = z[i]
         np.copyto(total, g_m[i])
         for j in range(i):
-            total -= np.multiply(lower[:, entry], z[j], out=product)
+            total -= np.multiply(lower[entry], z[j], out=product)
             entry += 1
-        total *= lower[:, entry]
+        total *= lower[entry]
         entry += 1
         correction += np.multiply(total, total, out=product)
     constant = kernel.log_weights + kernel.log_det - 0.5 * (n_features - m) * _LOG_2PI
@@ -745,15 +750,15 @@ def _pattern_log_prob(
     magnitude += np.abs(shift)
     magnitude += np.take(factors.spread, pattern, axis=0) * correction
     magnitude *= 0.5 * _ROUNDING * np.finfo(np.float64).eps
-    return log_prob.T, magnitude.T
+    return np.ascontiguousarray(log_prob.T), np.ascontiguousarray(magnitude.T)
 
 
 def _inaccurate(log_prob: np.ndarray, error: np.ndarray) -> np.ndarray:
     """Rows whose estimated error in ``log p(x_o)`` exceeds :data:`_RELATIVE_ERROR` of it.
 
-    The error of ``log p`` is the responsibility-weighted error of the
-    components; it is only worked out for rows where some component's
-    error is that large.
+    ``log_prob`` and ``error`` are (n_components, n_rows). The error of
+    ``log p`` is the responsibility-weighted error of the components; it is
+    only worked out for rows where some component's error is that large.
     """
     peak = log_prob.max(axis=0)
     tolerance = _RELATIVE_ERROR * np.maximum(1.0, np.abs(peak))
@@ -784,20 +789,18 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
     """:func:`marginal_weighted_log_prob` for ``full`` and ``tied`` mixtures.
 
     Complete rows go through the complete-row kernel. The others are sorted
-    by (number of missing features, pattern) and gathered once, in that
-    order; each task fills a contiguous slice of a sorted result, which is
-    put back in the rows' order once at the end.
+    by (number of missing features, pattern); each task gathers its rows in
+    that order and fills a slice of a sorted result, which is put back in
+    the rows' order once at the end.
     """
     n_components, n_features = kernel.n_components, kernel.n_features
     n_missing = np.count_nonzero(missing, axis=1)
     complete = np.flatnonzero(n_missing == 0)
-    patterns = _sort_patterns(missing, np.flatnonzero(n_missing))
-    x = X[patterns.rows]
-    x_missing = missing[patterns.rows]
-    result = np.empty((n_components, len(x)))
+    patterns = _sort_patterns(missing, n_missing)
+    result = np.empty((n_components, len(patterns.rows)))
     complete_result = np.empty((n_components, len(complete)))
     tasks: list[Callable[[], None]] = []
-    block = _block_rows(kernel)
+    block = 2 * _block_rows(kernel)  # one (m, m) solve per row: twice the rows
 
     def complete_rows(rows: slice) -> Callable[[], None]:
         def run() -> None:
@@ -807,28 +810,29 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
 
     def shared_rows(rows: slice) -> Callable[[], None]:
         def run() -> None:
-            observed = ~x_missing[rows.start]
-            marginal = kernel.marginal(np.flatnonzero(x_missing[rows.start]))
-            result[:, rows] = weighted_log_prob(x[rows][:, observed], marginal)
+            first = missing[patterns.rows[rows.start]]
+            marginal = kernel.marginal(np.flatnonzero(first))
+            observed = ~first
+            result[:, rows] = weighted_log_prob(X[patterns.rows[rows]][:, observed], marginal)
 
         return run
 
     def observed_rows(rows: np.ndarray) -> Callable[[], None]:
         def run() -> None:
-            observed = _observed_columns(x_missing[rows])
-            result[:, rows] = _observed_log_prob(kernel, x[rows], observed)
+            observed = _observed_columns(missing[patterns.rows[rows]])
+            result[:, rows] = _observed_log_prob(kernel, X[patterns.rows[rows]], observed)
 
         return run
 
     def factored_rows(rows: np.ndarray, pattern: np.ndarray, factors: _PatternFactors):
         def run() -> None:
-            part, error = _pattern_log_prob(kernel, x[rows], pattern, factors)
+            x = X[patterns.rows[rows]]
+            part, error = _pattern_log_prob(kernel, x, pattern, factors)
             redo = _inaccurate(part, error)
-            if redo.any():  # cancellation: from S_oo instead
-                again = rows[redo]
-                observed = _observed_columns(x_missing[again])
-                part[:, redo] = _observed_log_prob(kernel, x[again], observed)
             result[:, rows] = part
+            if redo.any():  # cancellation: from S_oo instead
+                observed = _observed_columns(missing[patterns.rows[rows[redo]]])
+                result[:, rows[redo]] = _observed_log_prob(kernel, x[redo], observed)
 
         return run
 
@@ -858,7 +862,8 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
         local = np.full(stop - first, -1)  # the run's patterns, numbered from 0
         local[keep - first] = np.arange(len(keep))
         pattern = local[pattern - first]
-        columns = np.nonzero(x_missing[patterns.starts[keep]])[1].reshape(len(keep), m)
+        first_rows = patterns.rows[patterns.starts[keep]]
+        columns = np.nonzero(missing[first_rows])[1].reshape(len(keep), m)
         factors = _factor_patterns(kernel, columns)
         tasks += [
             factored_rows(rows[s : s + block], pattern[s : s + block], factors)
