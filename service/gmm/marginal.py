@@ -370,16 +370,17 @@ class _Group:
 def _pattern_codes(missing: np.ndarray) -> np.ndarray:
     """One sortable code per missingness pattern, shape (n_rows,).
 
-    An unsigned integer up to 64 features (16 or fewer sort by radix), bytes beyond.
+    An unsigned integer up to 64 features, ``sum_j missing_j 2^j`` (one
+    integer matrix-vector product; 16 or fewer features sort by radix),
+    bytes beyond.
     """
+    n_features = missing.shape[1]
+    if n_features <= 64:
+        size = next(size for size in (8, 16, 32, 64) if size >= n_features)
+        weights = np.left_shift(np.uint64(1), np.arange(n_features, dtype=np.uint64))
+        return missing.view(np.uint8) @ weights.astype(f"uint{size}")
     packed = np.packbits(missing, axis=1, bitorder="little")
-    width = packed.shape[1]
-    if width > 8:
-        return np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
-    size = next(size for size in (1, 2, 4, 8) if size >= width)
-    if size != width:
-        packed = np.hstack([packed, np.zeros((len(packed), size - width), dtype=np.uint8)])
-    return packed.view(f"<u{size}").ravel()
+    return np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
 
 
 def _split(rows: np.ndarray, missing: np.ndarray, block: int) -> list[_Group]:
@@ -675,22 +676,44 @@ class _PatternFactors:
 
 
 def _factor_patterns(kernel: MissingDataKernel, missing: np.ndarray) -> _PatternFactors:
-    """Factor ``P_k,mm`` for every pattern (rows of ``missing``, (n_patterns, m)) and component."""
-    m = missing.shape[1]
-    cholesky = _cholesky(_block(kernel.precisions, missing), m, overwrite=True)
+    """Factor ``P_k,mm`` for every pattern (rows of ``missing``, (n_patterns, m)) and component.
+
+    A Cholesky factorisation on the packed lower triangles, one entry of
+    every pattern and component per NumPy operation (left-looking: each
+    entry is finished from the ones before it).
+    """
+    n_patterns, m = missing.shape
+    n_components, n_features = kernel.n_components, kernel.n_features
     rows, cols = np.tril_indices(m)
-    lower = cholesky[rows, cols]  # (m(m+1)/2, n_patterns, K)
-    pivots = lower[rows == cols]  # (m, n_patterns, K)
-    largest, smallest = pivots.max(axis=0), pivots.min(axis=0)
-    lower[rows == cols] = 1.0 / pivots
-    product = np.prod(pivots, axis=0)
+    flat = kernel.precisions.reshape(n_components, -1).T  # (D * D, K)
+    index = missing[:, rows] * n_features + missing[:, cols]  # (n_patterns, m(m+1)/2)
+    lower = np.take(np.ascontiguousarray(flat), index.T, axis=0)  # (m(m+1)/2, n_patterns, K)
+    entry = {(i, j): e for e, (i, j) in enumerate(zip(rows, cols, strict=True))}
+    scratch = np.empty((n_patterns, n_components))
+    with np.errstate(invalid="ignore", divide="ignore"):  # checked once, at the end
+        for i in range(m):
+            for j in range(i + 1):
+                target = lower[entry[i, j]]
+                for k in range(j):
+                    target -= np.multiply(lower[entry[i, k]], lower[entry[j, k]], out=scratch)
+                if j < i:
+                    target *= lower[entry[j, j]]  # the reciprocal pivot
+                else:
+                    np.sqrt(target, out=target)
+                    np.divide(1.0, target, out=target)
+    reciprocal = lower[rows == cols]  # (m, n_patterns, K)
+    if not np.all(reciprocal > 0.0):
+        raise NumericalError(
+            "a block of a covariance or precision matrix is not positive definite; "
+            "the model's covariances are too ill-conditioned"
+        )
+    product = np.prod(reciprocal, axis=0)
     if np.all(np.isfinite(product) & (product > 0.0)):
-        half_log_det = np.log(product)
+        half_log_det = -np.log(product)
     else:
-        half_log_det = np.sum(np.log(pivots), axis=0)
-    return _PatternFactors(
-        missing=missing, lower=lower, half_log_det=half_log_det, spread=largest / smallest
-    )
+        half_log_det = -np.sum(np.log(reciprocal), axis=0)
+    spread = reciprocal.max(axis=0) / reciprocal.min(axis=0)
+    return _PatternFactors(missing=missing, lower=lower, half_log_det=half_log_det, spread=spread)
 
 
 def _pattern_log_prob(
