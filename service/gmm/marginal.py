@@ -122,6 +122,29 @@ _DENSE: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
 
 
 @dataclass(frozen=True)
+class _MarginalMixture:
+    """The marginal mixture over the ``observed`` features, for rows that miss the same ones.
+
+    ``log pi_k + log N(x_o | k) = constant_k - 0.5 |(x_o - mu_ko) U_k|^2`` with
+    ``U_k U_k^T = S_k,oo^-1``; the rows are centred on each component's mean
+    before the product, so that nothing large cancels (the expanded quadratic
+    form of :class:`~.kernels.ScoringKernel` loses digits in ill-conditioned
+    models).
+    """
+
+    observed: np.ndarray
+    means: np.ndarray
+    factors: np.ndarray
+    constant: np.ndarray
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        """``log pi_k + log N(x_o | k)``, shape (n_components, n_rows), of complete rows ``x_o``."""
+        whitened = np.matmul(x[None, :, :] - self.means[:, None, :], self.factors)
+        whitened *= whitened
+        return self.constant[:, None] - 0.5 * whitened.sum(axis=2)
+
+
+@dataclass(frozen=True)
 class MissingDataKernel:
     """A mixture's parameters laid out for rows with missing features.
 
@@ -167,7 +190,7 @@ class MissingDataKernel:
     gradient: np.ndarray | None = None
     feature_precisions: np.ndarray | None = None
     feature_constants: np.ndarray | None = None
-    _marginals: OrderedDict[bytes, ScoringKernel] = field(
+    _marginals: OrderedDict[bytes, _MarginalMixture] = field(
         default_factory=OrderedDict, repr=False, compare=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -240,8 +263,8 @@ class MissingDataKernel:
     def n_features(self) -> int:
         return int(self.means.shape[1])
 
-    def marginal(self, missing: np.ndarray) -> ScoringKernel:
-        """The complete-row kernel of the marginal mixture over the features not in ``missing``.
+    def marginal(self, missing: np.ndarray) -> _MarginalMixture:
+        """The marginal mixture over the features not in ``missing``, laid out for scoring.
 
         Built from the covariance blocks ``S_k,oo`` and kept for the last
         :data:`_MARGINALS_KEPT` patterns asked for.
@@ -260,8 +283,12 @@ class MissingDataKernel:
         precisions_cholesky = precisions_cholesky_from_covariances(
             self.covariances[:, observed[:, None], observed], "full"
         )
-        marginal = ScoringKernel.build(
-            self.weights, self.means[:, observed], precisions_cholesky, "full"
+        log_det = log_det_cholesky(precisions_cholesky, "full", len(observed))
+        marginal = _MarginalMixture(
+            observed=observed,
+            means=np.ascontiguousarray(self.means[:, observed]),
+            factors=precisions_cholesky,
+            constant=self.log_weights - 0.5 * len(observed) * _LOG_2PI + log_det,
         )
         with self._lock:
             self._marginals[key] = marginal
@@ -831,12 +858,9 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
 
         return run
 
-    def shared_rows(rows: slice) -> Callable[[], None]:
+    def shared_rows(rows: slice, marginal: _MarginalMixture) -> Callable[[], None]:
         def run() -> None:
-            first = missing[patterns.rows[rows.start]]
-            marginal = kernel.marginal(np.flatnonzero(first))
-            observed = ~first
-            result[:, rows] = weighted_log_prob(X[patterns.rows[rows]][:, observed], marginal)
+            result[:, rows] = marginal.log_prob(X[patterns.rows[rows]][:, marginal.observed])
 
         return run
 
@@ -863,8 +887,12 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
     tasks += [complete_rows(slice(s, s + chunk)) for s in range(0, len(complete), chunk)]
     shared = _shared_patterns(patterns)
     for pattern in np.flatnonzero(shared):
-        start = int(patterns.starts[pattern])
-        tasks.append(shared_rows(slice(start, start + int(patterns.counts[pattern]))))
+        start, count = int(patterns.starts[pattern]), int(patterns.counts[pattern])
+        marginal = kernel.marginal(np.flatnonzero(missing[patterns.rows[start]]))
+        tasks += [
+            shared_rows(slice(s, min(s + block, start + count)), marginal)
+            for s in range(start, start + count, block)
+        ]
     # The other patterns, a run of patterns with the same number of missing features at a time.
     bounds = np.flatnonzero(np.diff(patterns.n_missing)) + 1
     for first, stop in zip(np.r_[0, bounds], np.r_[bounds, len(patterns.starts)], strict=True):
