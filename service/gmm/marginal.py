@@ -768,24 +768,23 @@ def _pattern_log_prob(
     m = factors.missing.shape[1]
     centred = np.ones((n_rows, n_features + 1))
     np.subtract(x, kernel.fill, out=centred[:, :n_features])
-    centred[np.isnan(centred)] = 0.0  # the fill
-    products = centred @ kernel.gradient
+    np.copyto(centred, 0.0, where=np.isnan(centred))  # the fill
+    products = centred @ kernel.gradient  # (n_rows, (n_features + 1) * K)
     gradient = products[:, : n_features * n_components].reshape(n_rows, n_features, n_components)
     shift = products[:, -n_components:]
     # d^T g = (x - c)^T g - (mu_k - c)^T g
     expanded = np.matmul(centred[:, None, :n_features], gradient)[:, 0, :]
     index = factors.missing[pattern]
-    index += (np.arange(n_rows) * n_features)[:, None]
-    g_m = np.take(gradient.reshape(-1, n_components), index.T, axis=0)  # (m, n_rows, K)
-    # z = L^-1 g_m, row by row of L (its pivots stored inverted); the squares summed
+    index += (np.arange(n_rows) * (n_features + 1))[:, None]
+    # g_m, then z = L^-1 g_m in its place, row by row of L (its pivots stored
+    # inverted), the squares summed
+    z = np.take(products.reshape(-1, n_components), index.T, axis=0)  # (m, n_rows, K)
     lower = np.take(factors.lower, pattern, axis=1)  # (m(m+1)/2, n_rows, K)
-    z = np.empty_like(g_m)
     correction = np.zeros((n_rows, n_components))
     product = np.empty((n_rows, n_components))
     entry = 0
     for i in range(m):
         total = z[i]
-        np.copyto(total, g_m[i])
         for j in range(i):
             total -= np.multiply(lower[entry], z[j], out=product)
             entry += 1
@@ -871,15 +870,16 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
 
         return run
 
-    def factored_rows(rows: np.ndarray, pattern: np.ndarray, factors: _PatternFactors):
+    def factored_rows(rows: slice | np.ndarray, pattern: np.ndarray, factors: _PatternFactors):
         def run() -> None:
             x = X[patterns.rows[rows]]
             part, error = _pattern_log_prob(kernel, x, pattern, factors)
             redo = _inaccurate(part, error)
             result[:, rows] = part
             if redo.any():  # cancellation: from S_oo instead
-                observed = _observed_columns(missing[patterns.rows[rows[redo]]])
-                result[:, rows[redo]] = _observed_log_prob(kernel, x[redo], observed)
+                again = np.arange(result.shape[1])[rows][redo]
+                observed = _observed_columns(missing[patterns.rows[again]])
+                result[:, again] = _observed_log_prob(kernel, x[redo], observed)
 
         return run
 
@@ -904,7 +904,8 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
         row_stop = patterns.starts[stop - 1] + patterns.counts[stop - 1]
         rows = np.arange(row_start, row_stop)
         pattern = patterns.pattern[row_start:row_stop]
-        if len(keep) < stop - first:  # leave out the shared patterns' rows
+        contiguous = len(keep) == stop - first
+        if not contiguous:  # leave out the shared patterns' rows
             kept = ~shared[pattern]
             rows, pattern = rows[kept], pattern[kept]
         if 2 * m >= n_features:  # most features missing: S_oo is the smaller block
@@ -917,7 +918,13 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
         columns = np.nonzero(missing[first_rows])[1].reshape(len(keep), m)
         factors = _factor_patterns(kernel, columns)
         tasks += [
-            factored_rows(rows[s : s + block], pattern[s : s + block], factors)
+            factored_rows(
+                slice(row_start + s, min(row_start + s + block, row_stop))
+                if contiguous
+                else rows[s : s + block],
+                pattern[s : s + block],
+                factors,
+            )
             for s in range(0, len(rows), block)
         ]
     list(map_chunks(lambda s: tasks[s.start](), len(tasks), 1))
