@@ -24,20 +24,26 @@ and let ``d = x - mu_k`` and ``g = P_k d``; then
 * the conditional covariance is ``P_k,mm^-1`` and the conditional mean is
   ``x_m - P_k,mm^-1 g_m`` (both equal to the Schur-complement formulas above).
 
-So a row costs one product with the precision matrices (``g`` for every
-component at once, one matrix product for a block of rows) and one Cholesky
-factorisation of an ``m x m`` block per component.
-Rows are grouped by missingness pattern. A pattern shared by enough rows is
-factored once: for scoring it gets the marginal mixture's own
-:class:`~.kernels.ScoringKernel` (from the covariance blocks
-``S_k,oo``, cached per model), so those rows cost what
-complete rows cost. The other rows are grouped by their number of missing
-features and factored together by a Cholesky loop vectorised over rows and
-components (from ``S_k,oo`` instead, the same way, for rows that miss at
-least half their features), so a batch in which every row has its own
-pattern costs a few times a batch of complete rows, not a factorisation per
-row in Python.
-Complete rows keep the chunked :class:`~.kernels.ScoringKernel` untouched.
+For scoring, complete rows keep the chunked :class:`~.kernels.ScoringKernel`.
+The other rows are sorted by (number of missing features, pattern):
+
+* a pattern shared by enough rows gets its marginal mixture (from the
+  covariance blocks ``S_k,oo``, the last 256 kept per model), which scores
+  its rows centred and whitened, ``|(x_o - mu_ko) U_k|^2``;
+* for each number ``m < D/2`` of missing features, the blocks ``P_k,mm`` of
+  every pattern are factored together, one packed Cholesky factorisation
+  vectorised over patterns and components; a row then costs its share of
+  one matrix product (``g`` for every component) and a triangular solve of
+  size ``m`` against its pattern's factor, so a batch in which every row has
+  its own pattern is not factored row by row in Python;
+* rows that miss at least half their features are factored on their
+  observed side, ``[[S_oo, d_o], [d_o^T, 0]]`` row by row.
+
+The subtraction ``d^T g - g_m^T P_k,mm^-1 g_m`` loses digits when a missing
+feature is nearly determined by observed ones in an ill-conditioned model;
+each row's rounding error is estimated from the size of the terms, and the
+rows where it exceeds ``1e-12`` of the log-density are scored from ``S_oo``
+instead.
 
 For ``diag`` and ``spherical`` mixtures the features are independent within a
 component, so none of this is needed: a missing feature's term is left out of
@@ -77,9 +83,10 @@ __all__ = [
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2PI_E = _LOG_2PI + 1.0
-# A pattern is factored once for all its rows when it has at least this many
-# rows and rows * (64 + m^3) reaches _SHARED_WORK (see _group_rows); the
-# marginal kernels of so many patterns are kept per model.
+# A pattern gets its own marginal mixture (for scoring) or is factored once
+# for all its rows (conditionals) when it has at least this many rows and
+# rows * (64 + m^3) reaches _SHARED_WORK (see _shared_patterns, _group_rows);
+# the marginal mixtures of so many patterns are kept per model.
 _MIN_SHARED_ROWS = 16
 _SHARED_WORK = 1 << 14
 _MARGINALS_KEPT = 256
