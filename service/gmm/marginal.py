@@ -697,15 +697,16 @@ class _PatternFactors:
     lower : ndarray of shape (m * (m + 1) / 2, n_patterns, n_components)
         The lower triangle of the Cholesky factor ``L`` of ``P_k,mm``, row by
         row, with each pivot replaced by its reciprocal.
-    half_log_det : ndarray of shape (n_patterns, n_components)
-        ``log det L``.
-    spread : ndarray of shape (n_patterns, n_components)
-        Largest over smallest pivot (a lower bound on the condition number of ``L``).
+    constant : ndarray of shape (n_patterns, n_components)
+        ``log pi_k - 0.5 (D - m) log(2 pi) + log det U_k - log det L``.
+    spread : ndarray of shape (n_components,)
+        Largest over smallest pivot of any pattern's factor (a lower bound on
+        the condition number of ``L``).
     """
 
     missing: np.ndarray
     lower: np.ndarray
-    half_log_det: np.ndarray
+    constant: np.ndarray
     spread: np.ndarray
 
 
@@ -746,8 +747,11 @@ def _factor_patterns(kernel: MissingDataKernel, missing: np.ndarray) -> _Pattern
         half_log_det = -np.log(product)
     else:
         half_log_det = -np.sum(np.log(reciprocal), axis=0)
-    spread = reciprocal.max(axis=0) / reciprocal.min(axis=0)
-    return _PatternFactors(missing=missing, lower=lower, half_log_det=half_log_det, spread=spread)
+    spread = np.max(reciprocal.max(axis=0) / reciprocal.min(axis=0), axis=0, initial=1.0)
+    constant = kernel.log_weights + kernel.log_det - 0.5 * (n_features - m) * _LOG_2PI
+    return _PatternFactors(
+        missing=missing, lower=lower, constant=constant - half_log_det, spread=spread
+    )
 
 
 def _pattern_log_prob(
@@ -798,13 +802,11 @@ def _pattern_log_prob(
         total *= lower[entry]
         entry += 1
         correction += np.multiply(total, total, out=product)
-    constant = kernel.log_weights + kernel.log_det - 0.5 * (n_features - m) * _LOG_2PI
-    log_prob = np.take(factors.half_log_det, pattern, axis=0)
-    np.subtract(constant, log_prob, out=log_prob)
+    log_prob = np.take(factors.constant, pattern, axis=0)
     log_prob -= 0.5 * (expanded - shift - correction)
     magnitude = np.abs(expanded)
     magnitude += np.abs(shift)
-    magnitude += np.take(factors.spread, pattern, axis=0) * correction
+    magnitude += factors.spread * correction
     magnitude *= 0.5 * _ROUNDING * np.finfo(np.float64).eps
     return np.ascontiguousarray(log_prob.T), np.ascontiguousarray(magnitude.T)
 
@@ -856,6 +858,9 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
     result = np.empty((n_components, len(patterns.rows)))
     complete_result = np.empty((n_components, len(complete)))
     tasks: list[Callable[[], None]] = []
+    factor_tasks: list[Callable[[], None]] = []
+    row_tasks: list[Callable[[], None]] = []
+    factors: list[_PatternFactors | None] = []
     block = 2 * _block_rows(kernel)  # one (m, m) solve per row: twice the rows
 
     def complete_rows(rows: slice) -> Callable[[], None]:
@@ -877,10 +882,16 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
 
         return run
 
-    def factored_rows(rows: slice | np.ndarray, pattern: np.ndarray, factors: _PatternFactors):
+    def factor(run_index: int, columns: np.ndarray) -> Callable[[], None]:
+        def run() -> None:
+            factors[run_index] = _factor_patterns(kernel, columns)
+
+        return run
+
+    def factored_rows(rows: slice | np.ndarray, pattern: np.ndarray, run_index: int):
         def run() -> None:
             x = X[patterns.rows[rows]]
-            part, error = _pattern_log_prob(kernel, x, pattern, factors)
+            part, error = _pattern_log_prob(kernel, x, pattern, factors[run_index])
             redo = _inaccurate(part, error)
             result[:, rows] = part
             if redo.any():  # cancellation: from S_oo instead
@@ -923,18 +934,21 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
         pattern = local[pattern - first]
         first_rows = patterns.rows[patterns.starts[keep]]
         columns = np.nonzero(missing[first_rows])[1].reshape(len(keep), m)
-        factors = _factor_patterns(kernel, columns)
-        tasks += [
+        factor_tasks.append(factor(len(factors), columns))
+        row_tasks += [
             factored_rows(
                 slice(row_start + s, min(row_start + s + block, row_stop))
                 if contiguous
                 else rows[s : s + block],
                 pattern[s : s + block],
-                factors,
+                len(factors),
             )
             for s in range(0, len(rows), block)
         ]
-    list(map_chunks(lambda s: tasks[s.start](), len(tasks), 1))
+        factors.append(None)
+    # first the factors (and whatever needs none), then the rows that need them
+    for phase in (factor_tasks + tasks, row_tasks):
+        list(map_chunks(lambda s, phase=phase: phase[s.start](), len(phase), 1))
     log_prob = np.empty((n_components, len(X)))
     log_prob[:, complete] = complete_result
     log_prob[:, patterns.rows] = result
