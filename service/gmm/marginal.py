@@ -723,16 +723,21 @@ def _factor_patterns(kernel: MissingDataKernel, missing: np.ndarray) -> _Pattern
     flat = kernel.precisions.reshape(n_components, -1).T  # (D * D, K)
     index = missing[:, rows] * n_features + missing[:, cols]  # (n_patterns, m(m+1)/2)
     lower = np.take(np.ascontiguousarray(flat), index.T, axis=0)  # (m(m+1)/2, n_patterns, K)
-    entry = {(i, j): e for e, (i, j) in enumerate(zip(rows, cols, strict=True))}
     scratch = np.empty((n_patterns, n_components))
     with np.errstate(invalid="ignore", divide="ignore"):  # checked once, at the end
         for i in range(m):
+            row_i = i * (i + 1) // 2  # entries (i, 0..i) are contiguous
             for j in range(i + 1):
-                target = lower[entry[i, j]]
-                for k in range(j):
-                    target -= np.multiply(lower[entry[i, k]], lower[entry[j, k]], out=scratch)
+                row_j = j * (j + 1) // 2
+                target = lower[row_i + j]
+                if j == 1:
+                    target -= np.multiply(lower[row_i], lower[row_j], out=scratch)
+                elif j > 1:  # L_ij = A_ij - sum_k<j L_ik L_jk, one reduction over k
+                    target -= np.einsum(
+                        "kpc,kpc->pc", lower[row_i : row_i + j], lower[row_j : row_j + j]
+                    )
                 if j < i:
-                    target *= lower[entry[j, j]]  # the reciprocal pivot
+                    target *= lower[row_j + j]  # the reciprocal pivot
                 else:
                     np.sqrt(target, out=target)
                     np.divide(1.0, target, out=target)
