@@ -663,14 +663,14 @@ class _Patterns:
     n_missing: np.ndarray
 
 
-def _sort_patterns(missing: np.ndarray, n_missing: np.ndarray) -> _Patterns:
+def _sort_patterns(codes: np.ndarray, n_missing: np.ndarray) -> _Patterns:
     """Sort the incomplete rows by number of missing features, then by pattern.
 
-    Two stable sorts of small integers (radix sorts up to 16 features).
+    ``codes`` from :func:`_pattern_codes`. Two stable sorts of small integers
+    (radix sorts up to 16 features).
     """
-    codes = _pattern_codes(missing)
     order = np.argsort(codes, kind="stable")
-    counts_dtype = np.uint8 if missing.shape[1] < 256 else np.uint32
+    counts_dtype = np.uint8 if n_missing.max(initial=0) < 256 else np.uint32
     order = order[np.argsort(n_missing.astype(counts_dtype)[order], kind="stable")]
     order = order[len(order) - np.count_nonzero(n_missing) :]  # complete rows sort first
     codes = codes[order]
@@ -683,7 +683,7 @@ def _sort_patterns(missing: np.ndarray, n_missing: np.ndarray) -> _Patterns:
         pattern=np.cumsum(change) - 1,
         starts=starts,
         counts=np.diff(np.append(starts, len(order))),
-        n_missing=n_missing[order[starts]],
+        n_missing=n_missing[order[starts]].astype(np.intp),
     )
 
 
@@ -857,9 +857,13 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
     the rows' order once at the end.
     """
     n_components, n_features = kernel.n_components, kernel.n_features
-    n_missing = np.count_nonzero(missing, axis=1)
+    codes = _pattern_codes(missing)
+    if codes.dtype.kind == "u":  # the number missing is the number of bits set
+        n_missing = np.bitwise_count(codes)
+    else:
+        n_missing = np.count_nonzero(missing, axis=1)
     complete = np.flatnonzero(n_missing == 0)
-    patterns = _sort_patterns(missing, n_missing)
+    patterns = _sort_patterns(codes, n_missing)
     result = np.empty((n_components, len(patterns.rows)))
     complete_result = np.empty((n_components, len(complete)))
     tasks: list[Callable[[], None]] = []
