@@ -710,17 +710,22 @@ class _PatternFactors:
     spread: np.ndarray
 
 
-def _factor_patterns(kernel: MissingDataKernel, missing: np.ndarray) -> _PatternFactors:
+def _factor_patterns(
+    kernel: MissingDataKernel, missing: np.ndarray, *, observed_side: bool = False
+) -> _PatternFactors:
     """Factor ``P_k,mm`` for every pattern (rows of ``missing``, (n_patterns, m)) and component.
 
     A Cholesky factorisation on the packed lower triangles, one entry of
     every pattern and component per NumPy operation (left-looking: each
-    entry is finished from the ones before it).
+    entry is finished from the ones before it). With ``observed_side``,
+    ``missing`` holds each pattern's *observed* features instead and
+    ``S_k,oo`` is factored (the constant is then that of ``N(x_o | k)``).
     """
     n_patterns, m = missing.shape
     n_components, n_features = kernel.n_components, kernel.n_features
     rows, cols = np.tril_indices(m)
-    flat = kernel.precisions.reshape(n_components, -1).T  # (D * D, K)
+    matrices = kernel.covariances if observed_side else kernel.precisions
+    flat = matrices.reshape(n_components, -1).T  # (D * D, K)
     index = missing[:, rows] * n_features + missing[:, cols]  # (n_patterns, m(m+1)/2)
     lower = np.take(np.ascontiguousarray(flat), index.T, axis=0)  # (m(m+1)/2, n_patterns, K)
     scratch = np.empty((n_patterns, n_components))
@@ -753,7 +758,10 @@ def _factor_patterns(kernel: MissingDataKernel, missing: np.ndarray) -> _Pattern
     else:
         half_log_det = -np.sum(np.log(reciprocal), axis=0)
     spread = np.max(reciprocal.max(axis=0) / reciprocal.min(axis=0), axis=0, initial=1.0)
-    constant = kernel.log_weights + kernel.log_det - 0.5 * (n_features - m) * _LOG_2PI
+    if observed_side:  # log N(x_o | k) = -0.5 o log(2 pi) - log det L - 0.5 |L^-1 d_o|^2
+        constant = kernel.log_weights - 0.5 * m * _LOG_2PI
+    else:
+        constant = kernel.log_weights + kernel.log_det - 0.5 * (n_features - m) * _LOG_2PI
     return _PatternFactors(
         missing=missing, lower=lower, constant=constant - half_log_det, spread=spread
     )
@@ -814,6 +822,42 @@ def _pattern_log_prob(
     magnitude += factors.spread * correction
     magnitude *= 0.5 * _ROUNDING * np.finfo(np.float64).eps
     return np.ascontiguousarray(log_prob.T), np.ascontiguousarray(magnitude.T)
+
+
+def _observed_pattern_log_prob(
+    kernel: MissingDataKernel, x: np.ndarray, pattern: np.ndarray, factors: _PatternFactors
+) -> np.ndarray:
+    """``log pi_k + log N(x_o | mu_ko, S_k,oo)`` from the patterns' factors of ``S_k,oo``.
+
+    For rows that miss at least half their features: ``factors`` from
+    :func:`_factor_patterns` with ``observed_side``; each row is centred on
+    each component's mean and solved against its pattern's factor (nothing
+    is subtracted after the solve, so nothing cancels).
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_components, n_rows)
+    """
+    n_rows = len(x)
+    observed = factors.missing[pattern]  # (n_rows, o)
+    o = observed.shape[1]
+    z = np.take(kernel.means.T, observed.T, axis=0)  # mu_ko: (o, n_rows, K)
+    np.subtract(np.take_along_axis(x, observed, axis=1).T[:, :, None], z, out=z)
+    lower = np.take(factors.lower, pattern, axis=1)  # (o(o+1)/2, n_rows, K)
+    quadratic = np.zeros((n_rows, kernel.n_components))
+    product = np.empty_like(quadratic)
+    entry = 0
+    for i in range(o):
+        total = z[i]
+        for j in range(i):
+            total -= np.multiply(lower[entry], z[j], out=product)
+            entry += 1
+        total *= lower[entry]
+        entry += 1
+        quadratic += np.multiply(total, total, out=product)
+    log_prob = np.take(factors.constant, pattern, axis=0)
+    log_prob -= 0.5 * quadratic
+    return np.ascontiguousarray(log_prob.T)
 
 
 def _inaccurate(log_prob: np.ndarray, error: np.ndarray) -> np.ndarray:
@@ -884,23 +928,22 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
 
         return run
 
-    def observed_rows(rows: np.ndarray) -> Callable[[], None]:
+    def factor(run_index: int, columns: np.ndarray, observed_side: bool) -> Callable[[], None]:
         def run() -> None:
-            observed = _observed_columns(missing[patterns.rows[rows]])
-            result[:, rows] = _observed_log_prob(kernel, X[patterns.rows[rows]], observed)
+            factors[run_index] = _factor_patterns(kernel, columns, observed_side=observed_side)
 
         return run
 
-    def factor(run_index: int, columns: np.ndarray) -> Callable[[], None]:
-        def run() -> None:
-            factors[run_index] = _factor_patterns(kernel, columns)
-
-        return run
-
-    def factored_rows(rows: slice | np.ndarray, pattern: np.ndarray, run_index: int):
+    def factored_rows(
+        rows: slice | np.ndarray, pattern: np.ndarray, run_index: int, observed_side: bool
+    ):
         def run() -> None:
             x = X[patterns.rows[rows]]
-            part, error = _pattern_log_prob(kernel, x, pattern, factors[run_index])
+            run_factors = factors[run_index]
+            if observed_side:
+                result[:, rows] = _observed_pattern_log_prob(kernel, x, pattern, run_factors)
+                return
+            part, error = _pattern_log_prob(kernel, x, pattern, run_factors)
             redo = _inaccurate(part, error)
             result[:, rows] = part
             if redo.any():  # cancellation: from S_oo instead
@@ -935,15 +978,15 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
         if not contiguous:  # leave out the shared patterns' rows
             kept = ~shared[pattern]
             rows, pattern = rows[kept], pattern[kept]
-        if 2 * m >= n_features:  # most features missing: S_oo is the smaller block
-            tasks += [observed_rows(rows[s : s + block]) for s in range(0, len(rows), block)]
-            continue
         local = np.full(stop - first, -1)  # the run's patterns, numbered from 0
         local[keep - first] = np.arange(len(keep))
         pattern = local[pattern - first]
-        first_rows = patterns.rows[patterns.starts[keep]]
-        columns = np.nonzero(missing[first_rows])[1].reshape(len(keep), m)
-        factor_tasks.append(factor(len(factors), columns))
+        first_rows = missing[patterns.rows[patterns.starts[keep]]]
+        # most features missing: S_oo is the smaller block
+        observed_side = 2 * m >= n_features
+        columns = np.nonzero(~first_rows if observed_side else first_rows)[1]
+        columns = columns.reshape(len(keep), -1)
+        factor_tasks.append(factor(len(factors), columns, observed_side))
         row_tasks += [
             factored_rows(
                 slice(row_start + s, min(row_start + s + block, row_stop))
@@ -951,6 +994,7 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
                 else rows[s : s + block],
                 pattern[s : s + block],
                 len(factors),
+                observed_side,
             )
             for s in range(0, len(rows), block)
         ]
