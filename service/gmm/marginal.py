@@ -96,6 +96,9 @@ _INDEPENDENT = ("diag", "spherical")
 # Rows per block: about this many float64 values in each (n_components, rows,
 # n_features) temporary.
 _BLOCK_VALUES = 1 << 17
+# Patterns factored together for scoring: about this many float64 values in
+# their packed factors.
+_FACTOR_VALUES = 1 << 22
 
 
 # --- dense matrices, per covariance type -------------------------------------------
@@ -986,19 +989,25 @@ def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -
         observed_side = 2 * m >= n_features
         columns = np.nonzero(~first_rows if observed_side else first_rows)[1]
         columns = columns.reshape(len(keep), -1)
-        factor_tasks.append(factor(len(factors), columns, observed_side))
-        row_tasks += [
-            factored_rows(
-                slice(row_start + s, min(row_start + s + block, row_stop))
-                if contiguous
-                else rows[s : s + block],
-                pattern[s : s + block],
-                len(factors),
-                observed_side,
-            )
-            for s in range(0, len(rows), block)
-        ]
-        factors.append(None)
+        side = columns.shape[1]
+        per_pattern = side * (side + 1) // 2 * n_components
+        patterns_per_factor = max(1, _FACTOR_VALUES // per_pattern)
+        for low in range(0, len(keep), patterns_per_factor):  # bounded memory
+            high = min(low + patterns_per_factor, len(keep))
+            row_low, row_high = np.searchsorted(pattern, [low, high])
+            factor_tasks.append(factor(len(factors), columns[low:high], observed_side))
+            row_tasks += [
+                factored_rows(
+                    slice(row_start + s, min(row_start + s + block, row_start + row_high))
+                    if contiguous
+                    else rows[s : min(s + block, row_high)],
+                    pattern[s : min(s + block, row_high)] - low,
+                    len(factors),
+                    observed_side,
+                )
+                for s in range(row_low, row_high, block)
+            ]
+            factors.append(None)
     # first the factors (and whatever needs none), then the rows that need them
     for phase in (factor_tasks + tasks, row_tasks):
         list(map_chunks(lambda s, phase=phase: phase[s.start](), len(phase), 1))
