@@ -1,9 +1,7 @@
 """Scoring rows with missing features against scoring complete rows, in the same run.
 
 The model: K=8 full-covariance components in D=16 (means and covariances drawn
-at random). The workloads, each timed as the best of ``--repeats`` runs of
-``MixtureParameters.score_samples`` (the runs interleaved, workload after
-workload, so that a busy moment on a shared machine hits them alike):
+at random). The workloads, each timed by ``MixtureParameters.score_samples``:
 
 * complete: 100,000 complete rows (the chunked ScoringKernel: the reference);
 * 25% missing: the same rows with each value hidden with probability 0.25, so
@@ -12,8 +10,15 @@ workload, so that a busy moment on a shared machine hits them alike):
   subset of the 16 features observed once: 8 missing on average);
 * one pattern: the 100,000 rows with the same 4 features missing in all.
 
-Printed: rows/s and how many times slower than complete rows; the bar is 5x
-for 25% missing.
+Each repeat times every workload once, one after the other, and divides each
+time per row by the complete rows' time per row *of the same repeat*, so that a busy moment on
+a shared machine hits a workload and its reference alike. Printed per
+workload: the median of those ratios over ``--repeats`` (at least 7), their
+spread (lowest and highest) and the best rates. BLAS is held to one thread
+for the whole run (threadpoolctl), the same for every workload; the core
+spreads chunks over its own thread pool for all of them alike. The load
+average is printed before and after. The bar is a median of 5x or less for
+25% missing.
 
     python bench/bench_missing.py            # 100,000 rows
     python bench/bench_missing.py --quick    # 20,000 rows
@@ -22,9 +27,11 @@ for 25% missing.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from service.gmm import MixtureParameters
 
@@ -47,22 +54,24 @@ def every_pattern() -> np.ndarray:
     return observed == 0
 
 
-def best_seconds(workloads: dict, function, repeats: int) -> dict[str, float]:
-    """The best time of ``function(data)`` per workload, the runs interleaved."""
-    best = dict.fromkeys(workloads, float("inf"))
-    for _ in range(repeats):
+def timed_repeats(workloads: dict, function, repeats: int) -> dict[str, np.ndarray]:
+    """Seconds of ``function(data)`` per workload and repeat, the workloads interleaved."""
+    seconds = {name: np.empty(repeats) for name in workloads}
+    for repeat in range(repeats):
         for name, data in workloads.items():
             start = time.perf_counter()
             function(data)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            seconds[name][repeat] = time.perf_counter() - start
+    return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 rows")
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=9, help="at least 7")
     args = parser.parse_args()
+    if args.repeats < 7:
+        parser.error("--repeats must be at least 7: the ratio reported is a median")
     n_rows = 20_000 if args.quick else 100_000
 
     parameters = model()
@@ -83,17 +92,23 @@ def main() -> None:
     parameters.score_samples(X[:1000])  # build the kernels and the thread pool
     parameters.score_samples(workloads["25% missing"][:1000])
 
-    print(f"score_samples, K={N_COMPONENTS} full, D={N_FEATURES}, best of {args.repeats}")
-    seconds = best_seconds(workloads, parameters.score_samples, args.repeats)
-    reference = len(X) / seconds["complete"]
+    print(
+        f"score_samples, K={N_COMPONENTS} full, D={N_FEATURES}, {args.repeats} interleaved "
+        f"repeats, BLAS at 1 thread; load average before: {os.getloadavg()[0]:.2f}"
+    )
+    with threadpool_limits(limits=1, user_api="blas"):
+        seconds = timed_repeats(workloads, parameters.score_samples, args.repeats)
     for name, data in workloads.items():
-        rate = len(data) / seconds[name]
+        # time per row over the same repeat's time per complete row
+        ratios = (seconds[name] / len(data)) / (seconds["complete"] / len(X))
         missing = np.isnan(data)
         print(
             f"  {name:>12}: {len(data):>7} rows, {missing.mean():5.1%} missing, "
-            f"{len(np.unique(missing, axis=0)):>6} patterns | {rate / 1e6:6.2f} M rows/s, "
-            f"{reference / rate:5.1f}x the time of complete rows"
+            f"{len(np.unique(missing, axis=0)):>6} patterns | best {len(data) / seconds[name].min() / 1e6:5.2f}"
+            f" M rows/s | median {np.median(ratios):4.2f}x the time of complete rows "
+            f"(spread {ratios.min():4.2f}-{ratios.max():4.2f}x)"
         )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -75,14 +75,16 @@ def check_data_with_missing(
         A value is infinite, or a row has no value at all (the row is named).
     """
     array = _as_matrix(X, n_features, dtype)
-    if np.all(np.isfinite(array)):
+    finite = np.isfinite(array)
+    if np.all(finite):
         return array, None
     missing = np.isnan(array)
-    infinite = ~missing & ~np.isfinite(array)
-    if infinite.any():
+    if np.count_nonzero(missing) != finite.size - np.count_nonzero(finite):
+        infinite = ~missing & ~finite
         row = int(np.flatnonzero(infinite.any(axis=1))[0])
         raise InvalidDataError(f"data must be finite or NaN (missing): row {row} has infinity")
-    empty = missing.all(axis=1)
+    # rows with every value missing (a byte count per row: faster than all(axis=1))
+    empty = missing.view(np.uint8).sum(axis=1, dtype=np.intp) == missing.shape[1]
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
         raise InvalidDataError(f"row {row} has no observed feature: every value is missing")

@@ -24,20 +24,26 @@ and let ``d = x - mu_k`` and ``g = P_k d``; then
 * the conditional covariance is ``P_k,mm^-1`` and the conditional mean is
   ``x_m - P_k,mm^-1 g_m`` (both equal to the Schur-complement formulas above).
 
-So a row costs one product with the precision matrices (``g`` for every
-component at once, one matrix product for a block of rows) and one Cholesky
-factorisation of an ``m x m`` block per component.
-Rows are grouped by missingness pattern. A pattern shared by enough rows is
-factored once: for scoring it gets the marginal mixture's own
-:class:`~.kernels.ScoringKernel` (from the covariance blocks
-``S_k,oo``, cached per model), so those rows cost what
-complete rows cost. The other rows are grouped by their number of missing
-features and factored together by a Cholesky loop vectorised over rows and
-components (from ``S_k,oo`` instead, the same way, for rows that miss at
-least half their features), so a batch in which every row has its own
-pattern costs a few times a batch of complete rows, not a factorisation per
-row in Python.
-Complete rows keep the chunked :class:`~.kernels.ScoringKernel` untouched.
+For scoring, complete rows keep the chunked :class:`~.kernels.ScoringKernel`.
+The other rows are sorted by (number of missing features, pattern):
+
+* a pattern shared by enough rows gets its marginal mixture (from the
+  covariance blocks ``S_k,oo``, the last 256 kept per model), which scores
+  its rows centred and whitened, ``|(x_o - mu_ko) U_k|^2``;
+* for each number ``m < D/2`` of missing features, the blocks ``P_k,mm`` of
+  every pattern are factored together, one packed Cholesky factorisation
+  vectorised over patterns and components; a row then costs its share of
+  one matrix product (``g`` for every component) and a triangular solve of
+  size ``m`` against its pattern's factor, so a batch in which every row has
+  its own pattern is not factored row by row in Python;
+* rows that miss at least half their features are factored on their
+  observed side, ``[[S_oo, d_o], [d_o^T, 0]]`` row by row.
+
+The subtraction ``d^T g - g_m^T P_k,mm^-1 g_m`` loses digits when a missing
+feature is nearly determined by observed ones in an ill-conditioned model;
+each row's rounding error is estimated from the size of the terms, and the
+rows where it exceeds ``1e-12`` of the log-density are scored from ``S_oo``
+instead.
 
 For ``diag`` and ``spherical`` mixtures the features are independent within a
 component, so none of this is needed: a missing feature's term is left out of
@@ -77,9 +83,10 @@ __all__ = [
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2PI_E = _LOG_2PI + 1.0
-# A pattern is factored once for all its rows when it has at least this many
-# rows and rows * (64 + m^3) reaches _SHARED_WORK (see _group_rows); the
-# marginal kernels of so many patterns are kept per model.
+# A pattern gets its own marginal mixture (for scoring) or is factored once
+# for all its rows (conditionals) when it has at least this many rows and
+# rows * (64 + m^3) reaches _SHARED_WORK (see _shared_patterns, _group_rows);
+# the marginal mixtures of so many patterns are kept per model.
 _MIN_SHARED_ROWS = 16
 _SHARED_WORK = 1 << 14
 _MARGINALS_KEPT = 256
@@ -89,6 +96,9 @@ _INDEPENDENT = ("diag", "spherical")
 # Rows per block: about this many float64 values in each (n_components, rows,
 # n_features) temporary.
 _BLOCK_VALUES = 1 << 17
+# Patterns factored together for scoring: about this many float64 values in
+# their packed factors.
+_FACTOR_VALUES = 1 << 22
 
 
 # --- dense matrices, per covariance type -------------------------------------------
@@ -119,6 +129,29 @@ _DENSE: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "diag": _dense_diag,
     "spherical": _dense_spherical,
 }
+
+
+@dataclass(frozen=True)
+class _MarginalMixture:
+    """The marginal mixture over the ``observed`` features, for rows that miss the same ones.
+
+    ``log pi_k + log N(x_o | k) = constant_k - 0.5 |(x_o - mu_ko) U_k|^2`` with
+    ``U_k U_k^T = S_k,oo^-1``; the rows are centred on each component's mean
+    before the product, so that nothing large cancels (the expanded quadratic
+    form of :class:`~.kernels.ScoringKernel` loses digits in ill-conditioned
+    models).
+    """
+
+    observed: np.ndarray
+    means: np.ndarray
+    factors: np.ndarray
+    constant: np.ndarray
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        """``log pi_k + log N(x_o | k)``, shape (n_components, n_rows), of complete rows ``x_o``."""
+        whitened = np.matmul(x[None, :, :] - self.means[:, None, :], self.factors)
+        whitened *= whitened
+        return self.constant[:, None] - 0.5 * whitened.sum(axis=2)
 
 
 @dataclass(frozen=True)
@@ -167,7 +200,7 @@ class MissingDataKernel:
     gradient: np.ndarray | None = None
     feature_precisions: np.ndarray | None = None
     feature_constants: np.ndarray | None = None
-    _marginals: OrderedDict[bytes, ScoringKernel] = field(
+    _marginals: OrderedDict[bytes, _MarginalMixture] = field(
         default_factory=OrderedDict, repr=False, compare=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -240,8 +273,8 @@ class MissingDataKernel:
     def n_features(self) -> int:
         return int(self.means.shape[1])
 
-    def marginal(self, missing: np.ndarray) -> ScoringKernel:
-        """The complete-row kernel of the marginal mixture over the features not in ``missing``.
+    def marginal(self, missing: np.ndarray) -> _MarginalMixture:
+        """The marginal mixture over the features not in ``missing``, laid out for scoring.
 
         Built from the covariance blocks ``S_k,oo`` and kept for the last
         :data:`_MARGINALS_KEPT` patterns asked for.
@@ -260,8 +293,12 @@ class MissingDataKernel:
         precisions_cholesky = precisions_cholesky_from_covariances(
             self.covariances[:, observed[:, None], observed], "full"
         )
-        marginal = ScoringKernel.build(
-            self.weights, self.means[:, observed], precisions_cholesky, "full"
+        log_det = log_det_cholesky(precisions_cholesky, "full", len(observed))
+        marginal = _MarginalMixture(
+            observed=observed,
+            means=np.ascontiguousarray(self.means[:, observed]),
+            factors=precisions_cholesky,
+            constant=self.log_weights - 0.5 * len(observed) * _LOG_2PI + log_det,
         )
         with self._lock:
             self._marginals[key] = marginal
@@ -370,16 +407,17 @@ class _Group:
 def _pattern_codes(missing: np.ndarray) -> np.ndarray:
     """One sortable code per missingness pattern, shape (n_rows,).
 
-    An unsigned integer up to 64 features (16 or fewer sort by radix), bytes beyond.
+    An unsigned integer up to 64 features, ``sum_j missing_j 2^j`` (one
+    integer matrix-vector product; 16 or fewer features sort by radix),
+    bytes beyond.
     """
+    n_features = missing.shape[1]
+    if n_features <= 64:
+        size = next(size for size in (8, 16, 32, 64) if size >= n_features)
+        weights = np.left_shift(np.uint64(1), np.arange(n_features, dtype=np.uint64))
+        return missing.view(np.uint8) @ weights.astype(f"uint{size}")
     packed = np.packbits(missing, axis=1, bitorder="little")
-    width = packed.shape[1]
-    if width > 8:
-        return np.ascontiguousarray(packed).view(np.dtype((np.void, width))).ravel()
-    size = next(size for size in (1, 2, 4, 8) if size >= width)
-    if size != width:
-        packed = np.hstack([packed, np.zeros((len(packed), size - width), dtype=np.uint8)])
-    return packed.view(f"<u{size}").ravel()
+    return np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
 
 
 def _split(rows: np.ndarray, missing: np.ndarray, block: int) -> list[_Group]:
@@ -586,6 +624,397 @@ def _independent_log_prob(
 
 
 # --- scoring --------------------------------------------------------------------
+#
+# Scoring sorts the incomplete rows by (number of missing features, pattern).
+# Each pattern's blocks P_k,mm are factored once, all patterns with the same
+# number m of missing features together (one vectorised Cholesky over
+# patterns x components); a row then costs its share of one matrix product
+# (g = P_k d for every component) and a triangular solve of size m with its
+# pattern's factor, whatever the number of patterns.
+
+# A row's rounding error in ``log N(x_o | k)`` is about
+# ``_ROUNDING * eps * (|(x - c)^T g| + |(mu_k - c)^T g| + kappa * g_m^T P_k,mm^-1 g_m)``
+# (the terms that are subtracted; ``kappa`` the ratio of the factor's largest to
+# smallest pivot). Rows where that, weighted by the responsibilities, exceeds
+# ``_RELATIVE_ERROR`` times the log-density are scored again from ``S_k,oo``
+# (the cancellation happens when a missing feature is nearly determined by
+# observed ones in an ill-conditioned model).
+_ROUNDING = 8.0
+_RELATIVE_ERROR = 1e-12
+
+
+@dataclass(frozen=True)
+class _Patterns:
+    """Incomplete rows sorted by (number of missing features, pattern).
+
+    Attributes
+    ----------
+    rows : ndarray of int, shape (n_rows,)
+        Row indices, in sorted order.
+    pattern : ndarray of int, shape (n_rows,)
+        Each sorted row's pattern (an index into ``starts``).
+    starts, counts : ndarray of int, shape (n_patterns,)
+        Where each pattern's rows start in ``rows``, and how many there are.
+    n_missing : ndarray of int, shape (n_patterns,)
+        Each pattern's number of missing features (non-decreasing).
+    """
+
+    rows: np.ndarray
+    pattern: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    n_missing: np.ndarray
+
+
+def _sort_patterns(codes: np.ndarray, n_missing: np.ndarray) -> _Patterns:
+    """Sort the incomplete rows by number of missing features, then by pattern.
+
+    ``codes`` from :func:`_pattern_codes`. Two stable sorts of small integers
+    (radix sorts up to 16 features).
+    """
+    order = np.argsort(codes, kind="stable")
+    counts_dtype = np.uint8 if n_missing.max(initial=0) < 256 else np.uint32
+    order = order[np.argsort(n_missing.astype(counts_dtype)[order], kind="stable")]
+    order = order[len(order) - np.count_nonzero(n_missing) :]  # complete rows sort first
+    codes = codes[order]
+    change = np.empty(len(order), dtype=bool)
+    change[:1] = True
+    np.not_equal(codes[1:], codes[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    return _Patterns(
+        rows=order,
+        pattern=np.cumsum(change) - 1,
+        starts=starts,
+        counts=np.diff(np.append(starts, len(order))),
+        n_missing=n_missing[order[starts]].astype(np.intp),
+    )
+
+
+@dataclass(frozen=True)
+class _PatternFactors:
+    """The factors of ``P_k,mm`` of patterns with ``m`` missing features each.
+
+    Attributes
+    ----------
+    missing : ndarray of int, shape (n_patterns, m)
+    lower : ndarray of shape (m * (m + 1) / 2, n_patterns, n_components)
+        The lower triangle of the Cholesky factor ``L`` of ``P_k,mm``, row by
+        row, with each pivot replaced by its reciprocal.
+    constant : ndarray of shape (n_patterns, n_components)
+        ``log pi_k - 0.5 (D - m) log(2 pi) + log det U_k - log det L``.
+    spread : ndarray of shape (n_components,)
+        Largest over smallest pivot of any pattern's factor (a lower bound on
+        the condition number of ``L``).
+    """
+
+    missing: np.ndarray
+    lower: np.ndarray
+    constant: np.ndarray
+    spread: np.ndarray
+
+
+def _factor_patterns(
+    kernel: MissingDataKernel, missing: np.ndarray, *, observed_side: bool = False
+) -> _PatternFactors:
+    """Factor ``P_k,mm`` for every pattern (rows of ``missing``, (n_patterns, m)) and component.
+
+    A Cholesky factorisation on the packed lower triangles, one entry of
+    every pattern and component per NumPy operation (left-looking: each
+    entry is finished from the ones before it). With ``observed_side``,
+    ``missing`` holds each pattern's *observed* features instead and
+    ``S_k,oo`` is factored (the constant is then that of ``N(x_o | k)``).
+    """
+    n_patterns, m = missing.shape
+    n_components, n_features = kernel.n_components, kernel.n_features
+    rows, cols = np.tril_indices(m)
+    matrices = kernel.covariances if observed_side else kernel.precisions
+    flat = matrices.reshape(n_components, -1).T  # (D * D, K)
+    index = missing[:, rows] * n_features + missing[:, cols]  # (n_patterns, m(m+1)/2)
+    lower = np.take(np.ascontiguousarray(flat), index.T, axis=0)  # (m(m+1)/2, n_patterns, K)
+    scratch = np.empty((n_patterns, n_components))
+    with np.errstate(invalid="ignore", divide="ignore"):  # checked once, at the end
+        for i in range(m):
+            row_i = i * (i + 1) // 2  # entries (i, 0..i) are contiguous
+            for j in range(i + 1):
+                row_j = j * (j + 1) // 2
+                target = lower[row_i + j]
+                if j == 1:
+                    target -= np.multiply(lower[row_i], lower[row_j], out=scratch)
+                elif j > 1:  # L_ij = A_ij - sum_k<j L_ik L_jk, one reduction over k
+                    target -= np.einsum(
+                        "kpc,kpc->pc", lower[row_i : row_i + j], lower[row_j : row_j + j]
+                    )
+                if j < i:
+                    target *= lower[row_j + j]  # the reciprocal pivot
+                else:
+                    np.sqrt(target, out=target)
+                    np.divide(1.0, target, out=target)
+    reciprocal = lower[rows == cols]  # (m, n_patterns, K)
+    if not np.all(reciprocal > 0.0):
+        raise NumericalError(
+            "a block of a covariance or precision matrix is not positive definite; "
+            "the model's covariances are too ill-conditioned"
+        )
+    product = np.prod(reciprocal, axis=0)
+    if np.all(np.isfinite(product) & (product > 0.0)):
+        half_log_det = -np.log(product)
+    else:
+        half_log_det = -np.sum(np.log(reciprocal), axis=0)
+    spread = np.max(reciprocal.max(axis=0) / reciprocal.min(axis=0), axis=0, initial=1.0)
+    if observed_side:  # log N(x_o | k) = -0.5 o log(2 pi) - log det L - 0.5 |L^-1 d_o|^2
+        constant = kernel.log_weights - 0.5 * m * _LOG_2PI
+    else:
+        constant = kernel.log_weights + kernel.log_det - 0.5 * (n_features - m) * _LOG_2PI
+    return _PatternFactors(
+        missing=missing, lower=lower, constant=constant - half_log_det, spread=spread
+    )
+
+
+def _pattern_log_prob(
+    kernel: MissingDataKernel,
+    x: np.ndarray,
+    pattern: np.ndarray,
+    factors: _PatternFactors,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``log pi_k + log N(x_o | mu_ko, S_k,oo)`` of rows whose patterns are factored.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_rows, n_features), NaN where missing
+    pattern : ndarray of int, shape (n_rows,)
+        Each row's pattern in ``factors``.
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_components, n_rows)
+    error : ndarray of shape (n_components, n_rows)
+        The estimated rounding error of each entry (see :data:`_ROUNDING`).
+    """
+    n_rows, n_features = x.shape
+    n_components = kernel.n_components
+    m = factors.missing.shape[1]
+    centred = np.ones((n_rows, n_features + 1))
+    np.subtract(x, kernel.fill, out=centred[:, :n_features])
+    np.copyto(centred, 0.0, where=np.isnan(centred))  # the fill
+    products = centred @ kernel.gradient  # (n_rows, (n_features + 1) * K)
+    gradient = products[:, : n_features * n_components].reshape(n_rows, n_features, n_components)
+    shift = products[:, -n_components:]
+    # d^T g = (x - c)^T g - (mu_k - c)^T g
+    expanded = np.matmul(centred[:, None, :n_features], gradient)[:, 0, :]
+    index = factors.missing[pattern]
+    index += (np.arange(n_rows) * (n_features + 1))[:, None]
+    # g_m, then z = L^-1 g_m in its place, row by row of L (its pivots stored
+    # inverted), the squares summed
+    z = np.take(products.reshape(-1, n_components), index.T, axis=0)  # (m, n_rows, K)
+    lower = np.take(factors.lower, pattern, axis=1)  # (m(m+1)/2, n_rows, K)
+    correction = np.zeros((n_rows, n_components))
+    product = np.empty((n_rows, n_components))
+    entry = 0
+    for i in range(m):
+        total = z[i]
+        for j in range(i):
+            total -= np.multiply(lower[entry], z[j], out=product)
+            entry += 1
+        total *= lower[entry]
+        entry += 1
+        correction += np.multiply(total, total, out=product)
+    log_prob = np.take(factors.constant, pattern, axis=0)
+    log_prob -= 0.5 * (expanded - shift - correction)
+    magnitude = np.abs(expanded)
+    magnitude += np.abs(shift)
+    magnitude += factors.spread * correction
+    magnitude *= 0.5 * _ROUNDING * np.finfo(np.float64).eps
+    return np.ascontiguousarray(log_prob.T), np.ascontiguousarray(magnitude.T)
+
+
+def _observed_pattern_log_prob(
+    kernel: MissingDataKernel, x: np.ndarray, pattern: np.ndarray, factors: _PatternFactors
+) -> np.ndarray:
+    """``log pi_k + log N(x_o | mu_ko, S_k,oo)`` from the patterns' factors of ``S_k,oo``.
+
+    For rows that miss at least half their features: ``factors`` from
+    :func:`_factor_patterns` with ``observed_side``; each row is centred on
+    each component's mean and solved against its pattern's factor (nothing
+    is subtracted after the solve, so nothing cancels).
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_components, n_rows)
+    """
+    n_rows = len(x)
+    observed = factors.missing[pattern]  # (n_rows, o)
+    o = observed.shape[1]
+    z = np.take(kernel.means.T, observed.T, axis=0)  # mu_ko: (o, n_rows, K)
+    np.subtract(np.take_along_axis(x, observed, axis=1).T[:, :, None], z, out=z)
+    lower = np.take(factors.lower, pattern, axis=1)  # (o(o+1)/2, n_rows, K)
+    quadratic = np.zeros((n_rows, kernel.n_components))
+    product = np.empty_like(quadratic)
+    entry = 0
+    for i in range(o):
+        total = z[i]
+        for j in range(i):
+            total -= np.multiply(lower[entry], z[j], out=product)
+            entry += 1
+        total *= lower[entry]
+        entry += 1
+        quadratic += np.multiply(total, total, out=product)
+    log_prob = np.take(factors.constant, pattern, axis=0)
+    log_prob -= 0.5 * quadratic
+    return np.ascontiguousarray(log_prob.T)
+
+
+def _inaccurate(log_prob: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Rows whose estimated error in ``log p(x_o)`` exceeds :data:`_RELATIVE_ERROR` of it.
+
+    ``log_prob`` and ``error`` are (n_components, n_rows). The error of
+    ``log p`` is the responsibility-weighted error of the components; it is
+    only worked out for rows where some component's error is that large.
+    """
+    peak = log_prob.max(axis=0)
+    tolerance = _RELATIVE_ERROR * np.maximum(1.0, np.abs(peak))
+    suspect = np.flatnonzero(~(error.max(axis=0) <= tolerance))
+    redo = np.zeros(log_prob.shape[1], dtype=bool)
+    if suspect.size:
+        weights = np.exp(log_prob[:, suspect] - peak[suspect])
+        total = weights.sum(axis=0)
+        expected_error = np.einsum("kn,kn->n", weights, error[:, suspect]) / total
+        log_norm = np.log(total) + peak[suspect]
+        redo[suspect] = ~(expected_error <= _RELATIVE_ERROR * np.maximum(1.0, np.abs(log_norm)))
+    return redo
+
+
+def _observed_columns(missing: np.ndarray) -> np.ndarray:
+    """Each row's observed features (rows all observing the same number): (n_rows, o)."""
+    return np.nonzero(~missing)[1].reshape(len(missing), -1)
+
+
+def _shared_patterns(patterns: _Patterns) -> np.ndarray:
+    """Patterns common enough to get the marginal mixture's own kernel (see :data:`_SHARED_WORK`)."""
+    m = patterns.n_missing
+    counts = patterns.counts
+    return (counts >= _MIN_SHARED_ROWS) & (counts * (64 + m**3) >= _SHARED_WORK)
+
+
+def _score_rows(kernel: MissingDataKernel, X: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """:func:`marginal_weighted_log_prob` for ``full`` and ``tied`` mixtures.
+
+    Complete rows go through the complete-row kernel. The others are sorted
+    by (number of missing features, pattern); each task gathers its rows in
+    that order and fills a slice of a sorted result, which is put back in
+    the rows' order once at the end.
+    """
+    n_components, n_features = kernel.n_components, kernel.n_features
+    codes = _pattern_codes(missing)
+    if codes.dtype.kind == "u":  # the number missing is the number of bits set
+        n_missing = np.bitwise_count(codes)
+    else:
+        n_missing = np.count_nonzero(missing, axis=1)
+    complete = np.flatnonzero(n_missing == 0)
+    patterns = _sort_patterns(codes, n_missing)
+    result = np.empty((n_components, len(patterns.rows)))
+    complete_result = np.empty((n_components, len(complete)))
+    tasks: list[Callable[[], None]] = []
+    factor_tasks: list[Callable[[], None]] = []
+    row_tasks: list[Callable[[], None]] = []
+    factors: list[_PatternFactors | None] = []
+    block = 2 * _block_rows(kernel)  # one (m, m) solve per row: twice the rows
+
+    def complete_rows(rows: slice) -> Callable[[], None]:
+        def run() -> None:
+            complete_result[:, rows] = weighted_log_prob(X[complete[rows]], kernel.scoring)
+
+        return run
+
+    def shared_rows(rows: slice, marginal: _MarginalMixture) -> Callable[[], None]:
+        def run() -> None:
+            result[:, rows] = marginal.log_prob(X[patterns.rows[rows]][:, marginal.observed])
+
+        return run
+
+    def factor(run_index: int, columns: np.ndarray, observed_side: bool) -> Callable[[], None]:
+        def run() -> None:
+            factors[run_index] = _factor_patterns(kernel, columns, observed_side=observed_side)
+
+        return run
+
+    def factored_rows(
+        rows: slice | np.ndarray, pattern: np.ndarray, run_index: int, observed_side: bool
+    ):
+        def run() -> None:
+            x = X[patterns.rows[rows]]
+            run_factors = factors[run_index]
+            if observed_side:
+                result[:, rows] = _observed_pattern_log_prob(kernel, x, pattern, run_factors)
+                return
+            part, error = _pattern_log_prob(kernel, x, pattern, run_factors)
+            redo = _inaccurate(part, error)
+            result[:, rows] = part
+            if redo.any():  # cancellation: from S_oo instead
+                again = np.arange(result.shape[1])[rows][redo]
+                observed = _observed_columns(missing[patterns.rows[again]])
+                result[:, again] = _observed_log_prob(kernel, x[redo], observed)
+
+        return run
+
+    chunk = chunk_rows(n_features, n_components)
+    tasks += [complete_rows(slice(s, s + chunk)) for s in range(0, len(complete), chunk)]
+    shared = _shared_patterns(patterns)
+    for pattern in np.flatnonzero(shared):
+        start, count = int(patterns.starts[pattern]), int(patterns.counts[pattern])
+        marginal = kernel.marginal(np.flatnonzero(missing[patterns.rows[start]]))
+        tasks += [
+            shared_rows(slice(s, min(s + block, start + count)), marginal)
+            for s in range(start, start + count, block)
+        ]
+    # The other patterns, a run of patterns with the same number of missing features at a time.
+    bounds = np.flatnonzero(np.diff(patterns.n_missing)) + 1
+    for first, stop in zip(np.r_[0, bounds], np.r_[bounds, len(patterns.starts)], strict=True):
+        keep = np.flatnonzero(~shared[first:stop]) + first
+        if not keep.size:
+            continue
+        m = int(patterns.n_missing[first])
+        row_start = patterns.starts[first]
+        row_stop = patterns.starts[stop - 1] + patterns.counts[stop - 1]
+        rows = np.arange(row_start, row_stop)
+        pattern = patterns.pattern[row_start:row_stop]
+        contiguous = len(keep) == stop - first
+        if not contiguous:  # leave out the shared patterns' rows
+            kept = ~shared[pattern]
+            rows, pattern = rows[kept], pattern[kept]
+        local = np.full(stop - first, -1)  # the run's patterns, numbered from 0
+        local[keep - first] = np.arange(len(keep))
+        pattern = local[pattern - first]
+        first_rows = missing[patterns.rows[patterns.starts[keep]]]
+        # most features missing: S_oo is the smaller block
+        observed_side = 2 * m >= n_features
+        columns = np.nonzero(~first_rows if observed_side else first_rows)[1]
+        columns = columns.reshape(len(keep), -1)
+        side = columns.shape[1]
+        per_pattern = side * (side + 1) // 2 * n_components
+        patterns_per_factor = max(1, _FACTOR_VALUES // per_pattern)
+        for low in range(0, len(keep), patterns_per_factor):  # bounded memory
+            high = min(low + patterns_per_factor, len(keep))
+            row_low, row_high = np.searchsorted(pattern, [low, high])
+            factor_tasks.append(factor(len(factors), columns[low:high], observed_side))
+            row_tasks += [
+                factored_rows(
+                    slice(row_start + s, min(row_start + s + block, row_start + row_high))
+                    if contiguous
+                    else rows[s : min(s + block, row_high)],
+                    pattern[s : min(s + block, row_high)] - low,
+                    len(factors),
+                    observed_side,
+                )
+                for s in range(row_low, row_high, block)
+            ]
+            factors.append(None)
+    # first the factors (and whatever needs none), then the rows that need them
+    for phase in (factor_tasks + tasks, row_tasks):
+        list(map_chunks(lambda s, phase=phase: phase[s.start](), len(phase), 1))
+    log_prob = np.empty((n_components, len(X)))
+    log_prob[:, complete] = complete_result
+    log_prob[:, patterns.rows] = result
+    return log_prob
 
 
 def marginal_weighted_log_prob(
@@ -612,23 +1041,7 @@ def marginal_weighted_log_prob(
         rows = chunk_rows(kernel.n_features, kernel.n_components)
         parts = map_chunks(lambda s: _independent_log_prob(kernel, X[s], missing[s]), len(X), rows)
         return np.concatenate(list(parts), axis=1)
-    log_prob = np.empty((kernel.n_components, len(X)))
-
-    def one_group(group: _Group) -> np.ndarray:
-        if group.missing.shape[1] == 0:
-            return weighted_log_prob(X[group.rows], kernel.scoring)
-        if len(group.missing) == 1:  # one pattern: the marginal mixture's own kernel
-            observed = ~missing[group.rows[0]]
-            return weighted_log_prob(X[group.rows][:, observed], kernel.marginal(group.missing[0]))
-        if 2 * group.missing.shape[1] >= kernel.n_features:  # most features missing
-            observed = np.nonzero(~missing[group.rows])[1].reshape(len(group.rows), -1)
-            return _observed_log_prob(kernel, X[group.rows], observed)
-        return _factor(kernel, X[group.rows], group.missing).log_prob
-
-    groups = _group_rows(missing, _block_rows(kernel))
-    for group, part in zip(groups, _map_groups(one_group, groups), strict=True):
-        log_prob[:, group.rows] = part
-    return log_prob
+    return _score_rows(kernel, X, missing)
 
 
 def _normalize(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
