@@ -39,7 +39,7 @@ def migrate() -> None:
     settings = get_settings()
     _logging(settings)
     database = Database.from_settings(settings)
-    upgrade(database.engine)
+    upgrade(database.engine, blob_store=database.blob_store)
     click.echo(f"database at head: {database.engine.url.render_as_string()}")
 
 
@@ -71,7 +71,7 @@ def serve(
     settings = get_settings()
     _logging(settings)
     database = Database.from_settings(settings)
-    upgrade(database.engine)
+    upgrade(database.engine, blob_store=database.blob_store)
     run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
     processes = web_concurrency or settings.web_concurrency
     options = dict(

@@ -172,6 +172,11 @@ class DatasetRead(BaseModel):
     n_features: int
     sha256: str
     size_bytes: int
+    status: Literal["importing", "ready", "failed"] = Field(
+        description="Whether its rows are all stored: an import sets it ready (or failed) "
+        "when it ends; until then n_samples, n_features and size_bytes are 0 and sha256 empty. "
+        "Only a ready dataset can be fitted (409 otherwise)."
+    )
     created_at: datetime
 
 

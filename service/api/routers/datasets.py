@@ -249,4 +249,5 @@ def get_dataset(dataset_id: str, database: DatabaseDep, tenant: TenantDep) -> Da
 def delete_dataset(dataset_id: str, database: DatabaseDep, tenant: TenantDep) -> Response:
     with database.session() as session:
         datasets.delete_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
+    datasets.remove_chunks(database.blob_store, dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
