@@ -49,7 +49,7 @@ def small_chunks(settings, small_database) -> Iterator[tuple[TestClient, BlobSto
         yield client, small_database.blob_store
 
 
-def _stored(small_database, dataset_id: str) -> np.ndarray:
+def _stored(database: Database, dataset_id: str) -> np.ndarray:
     with database.session() as session:
         return stored_matrix(session=session, dataset_id=dataset_id).read_all()
 
