@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, undefer
 
 from .. import jobs, versions
 from ..config import Settings
-from ..datasets import load_matrix
+from ..datasets import stored_matrix
 from ..db import Database
 from ..db.faults import is_transient, retry_transient
 from ..db.tables import DatasetRow, JobRow, ModelRow, VersionSource, utcnow
@@ -57,7 +57,7 @@ from ..gmm import (
     fit_mixture,
     select_mixture,
 )
-from ..gmm.chunked import ChunkedData, fit_chunked
+from ..gmm.chunked import ChunkedData, fit_chunked, score_chunked
 from ..gmm.selection import DEFAULT_TOL as SELECTION_DEFAULT_TOL
 from ..heap import settle
 from ..idempotency import expire_keys
@@ -76,8 +76,11 @@ T = TypeVar("T")
 
 @dataclass
 class _FitInputs:
+    """What a job fits. ``data`` is the matrix in memory, or None when ``chunked``
+    holds a stored dataset too big for memory (read chunk by chunk from the store)."""
+
     model: ModelRow
-    data: np.ndarray
+    data: np.ndarray | None
     sample_weight: np.ndarray | None
     warm_start: MixtureParameters | None
     dataset_id: str | None
@@ -85,6 +88,7 @@ class _FitInputs:
     activate: bool
     kind: str
     options: dict[str, Any]
+    chunked: ChunkedData | None = None
 
 
 class _Lease:
@@ -217,19 +221,47 @@ class _Reporter:
         return not self.lease.touch(dict(self.progress), list(self.history))
 
 
-_CHUNK_BYTES = 64 << 20  # rows per chunk of the interim readers below: the store's size
+_CHUNK_BYTES = 64 << 20  # rows per chunk of a big matrix sent inline with the fit request
 
 
 def _chunks(inputs: _FitInputs) -> ChunkedData:
-    """The fit's rows as chunk readers.
-
-    INTERIM (issue #16): slices of the matrix already loaded from the database.
-    Replace with the blob store's reader (its chunk descriptors and per-chunk
-    readers), so that the rows are read chunk by chunk, by the Dask worker
-    itself on a cluster, instead of loaded whole and shipped with every task.
-    """
+    """The fit's rows as chunk readers: the stored dataset's chunks, read from the
+    blob store by whoever runs the pass (this worker, or a Dask worker); for data
+    sent inline with the request (bounded by the request size), slices of it."""
+    if inputs.chunked is not None:
+        return inputs.chunked
+    assert inputs.data is not None
     rows = max(1, _CHUNK_BYTES // (8 * inputs.data.shape[1]))
     return ChunkedData.from_array(inputs.data, rows)
+
+
+def _nbytes(inputs: _FitInputs) -> int:
+    if inputs.chunked is not None:
+        return 8 * inputs.chunked.n_samples * inputs.chunked.n_features
+    assert inputs.data is not None
+    return inputs.data.size * 8
+
+
+def _training_statistics(
+    inputs: _FitInputs, parameters: MixtureParameters
+) -> tuple[float, float, ScoreDistribution] | None:
+    """BIC, AIC and the training scores (chunk by chunk for a stored big dataset);
+    None when they are not finite."""
+    if inputs.chunked is not None:
+        bic, aic, scores = score_chunked(parameters, inputs.chunked, inputs.sample_weight)
+        finite = np.isfinite(scores.scores).all() and math.isfinite(scores.mean_score)
+    else:
+        bic, aic, log_likelihood = parameters.information_criteria(
+            inputs.data, inputs.sample_weight
+        )
+        finite = bool(np.isfinite(log_likelihood).all())
+        scores = (
+            ScoreDistribution.from_scores(-log_likelihood, inputs.sample_weight) if finite else None
+        )
+    if not (finite and math.isfinite(bic) and math.isfinite(aic)):
+        return None
+    assert scores is not None
+    return bic, aic, scores
 
 
 def _fit(inputs: _FitInputs, report: _Reporter, settings: Settings) -> _Outcome:
@@ -242,7 +274,7 @@ def _fit(inputs: _FitInputs, report: _Reporter, settings: Settings) -> _Outcome:
     options = dict(
         sample_weight=inputs.sample_weight, warm_start=inputs.warm_start, callback=on_iteration
     )
-    if inputs.data.size * 8 <= settings.in_memory_max_bytes:
+    if inputs.chunked is None and _nbytes(inputs) <= settings.in_memory_max_bytes:
         return _Outcome(fit_mixture(inputs.data, config, **options))
     if settings.dask_scheduler is None:
         return _Outcome(fit_chunked(_chunks(inputs), config, **options), engine="out_of_core")
@@ -480,11 +512,16 @@ class Worker:
         ).one()
         model = session.scalars(select(ModelRow).where(ModelRow.id == claim.model_id)).one()
         dataset_sha256 = None
+        chunked = None
         if job.dataset_id is not None:
-            data = load_matrix(session=session, dataset_id=job.dataset_id)
+            stored = stored_matrix(session=session, dataset_id=job.dataset_id)
             dataset_sha256 = session.scalar(
                 select(DatasetRow.sha256).where(DatasetRow.id == job.dataset_id)
             )
+            if job.kind == "fit" and stored.nbytes > self.settings.in_memory_max_bytes:
+                data, chunked = None, stored.chunked()  # never loaded whole
+            else:
+                data = stored.read_all()
         else:
             data = array_from_blob(job.data)
         weights = None if job.sample_weight is None else array_from_blob(job.sample_weight)
@@ -504,6 +541,7 @@ class Worker:
             job.activate,
             job.kind,
             job.options or {},
+            chunked,
         )
 
     def _run(self, claim: jobs.Claim) -> None:
@@ -536,10 +574,8 @@ class Worker:
 
         fit = outcome.fit
         parameters = fit.parameters
-        bic, aic, log_likelihood = parameters.information_criteria(
-            inputs.data, inputs.sample_weight
-        )
-        if not (np.isfinite(log_likelihood).all() and math.isfinite(bic) and math.isfinite(aic)):
+        statistics = _training_statistics(inputs, parameters)
+        if statistics is None:
             # A summary of NaN or infinity would be stored as nothing a client can read.
             self._fail(
                 claim,
@@ -548,6 +584,7 @@ class Worker:
                 "the scale of the data (or of sample_weight) overflows float64; scale it",
             )
             return
+        bic, aic, scores = statistics
         summary = {
             "converged": fit.converged,
             "n_iter": fit.n_iter,
@@ -559,7 +596,6 @@ class Worker:
             "engine": outcome.engine,
         }
         model = inputs.model
-        scores = ScoreDistribution.from_scores(-log_likelihood, inputs.sample_weight)
         threshold = scores.stored_threshold(model.contamination)
         new = versions.NewVersion(
             source=VersionSource(inputs.kind),
