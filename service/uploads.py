@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import io
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -61,17 +62,26 @@ def _check_finite(rows: np.ndarray, first_row: int, pointer: str = "#/data") -> 
 
 
 class _Rows:
-    """Checked float64 rows on their way to the store; the writer made at the first row."""
+    """Checked float64 rows on their way to a writer, made at the first row.
 
-    def __init__(self, store: BlobStore, dataset_id: str, max_features: int) -> None:
-        self.store = store
-        self.dataset_id = dataset_id
+    Rows are numbered (in pointers) from the first this object appended.
+    """
+
+    def __init__(
+        self,
+        make_writer: Callable[[int], MatrixWriter],
+        max_features: int,
+        on_abort: Callable[[], None],
+    ) -> None:
+        self.make_writer = make_writer
         self.max_features = max_features
+        self.on_abort = on_abort
         self.writer: MatrixWriter | None = None
+        self.base = 0
 
     @property
     def n_rows(self) -> int:
-        return 0 if self.writer is None else self.writer.n_samples
+        return 0 if self.writer is None else self.writer.n_samples - self.base
 
     def start(self, n_features: int, pointer: str) -> None:
         if n_features > self.max_features:
@@ -79,19 +89,54 @@ class _Rows:
                 f"data has {n_features} features; the limit is {self.max_features}",
                 [FieldError(pointer, f"at most {self.max_features} values per row")],
             )
-        self.writer = self.store.writer(self.dataset_id, n_features)
+        self.writer = self.make_writer(n_features)
+        self.base = self.writer.n_samples
 
     def append(self, rows: np.ndarray) -> None:
         assert self.writer is not None
-        _check_finite(rows, self.writer.n_samples)
+        _check_finite(rows, self.n_rows)
         self.writer.append(rows)
 
     def finish(self) -> WrittenMatrix:
         assert self.writer is not None
         return self.writer.close()
 
+
+class _Streamed:
+    """What both parsers share: where the rows go."""
+
+    def __init__(
+        self,
+        make_writer: Callable[[int], MatrixWriter],
+        *,
+        max_features: int,
+        on_abort: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._rows = _Rows(make_writer, max_features, on_abort)
+
+    @classmethod
+    def to_store(cls, store: BlobStore, dataset_id: str, *, max_features: int):
+        """A parser whose rows become dataset ``dataset_id``'s chunks."""
+        return cls(
+            lambda n_features: store.writer(dataset_id, n_features),
+            max_features=max_features,
+            on_abort=lambda: store.delete(dataset_id),
+        )
+
+    @property
+    def rows_stored(self) -> int:
+        return self._rows.n_rows
+
+    def finish_rows(self) -> None:
+        """Check that the body ended where it should (the writer stays open)."""
+        raise NotImplementedError
+
+    def finish(self) -> WrittenMatrix:
+        self.finish_rows()
+        return self._rows.finish()
+
     def abort(self) -> None:
-        self.store.delete(self.dataset_id)
+        self._rows.on_abort()
 
 
 # --- .npy -----------------------------------------------------------------------------
@@ -100,15 +145,15 @@ _NPY_HEADER_MAX = 2**16 + 16
 _NOT_NPY = FieldError("#/", "must be a complete .npy file of a 2-D numeric array")
 
 
-class NpyUpload:
+class NpyUpload(_Streamed):
     """A ``.npy`` body: the header parsed first, then rows as their bytes arrive.
 
     Any numeric dtype (converted to float64), C order (a Fortran-order array
     cannot be written row by row, unless it has one column or one row).
     """
 
-    def __init__(self, store: BlobStore, dataset_id: str, *, max_features: int) -> None:
-        self._rows = _Rows(store, dataset_id, max_features)
+    def __init__(self, make_writer, **options) -> None:
+        super().__init__(make_writer, **options)
         self._pending = bytearray()
         self._dtype: np.dtype | None = None
         self._shape: tuple[int, int] = (0, 0)
@@ -173,7 +218,7 @@ class NpyUpload:
         self._rows.start(self._shape[1], "#/data/0")
         return True
 
-    def finish(self) -> WrittenMatrix:
+    def finish_rows(self) -> None:
         if self._dtype is None:
             raise Invalid("body is not a readable .npy file: it ends in its header", [_NOT_NPY])
         if self._pending or self._rows.n_rows != self._shape[0]:
@@ -182,16 +227,12 @@ class NpyUpload:
                 f"it holds {self._rows.n_rows}",
                 [_NOT_NPY],
             )
-        return self._rows.finish()
-
-    def abort(self) -> None:
-        self._rows.abort()
 
 
 # --- CSV ------------------------------------------------------------------------------
 
 
-class CsvUpload:
+class CsvUpload(_Streamed):
     """A CSV body (:data:`~service.matrices.CSV_PATTERN`) parsed line by line as it arrives.
 
     An optional header line (any first line that is not a row of numbers), then
@@ -199,8 +240,8 @@ class CsvUpload:
     numbered from 0 after the header, as ``#/data/<row>/<column>``.
     """
 
-    def __init__(self, store: BlobStore, dataset_id: str, *, max_features: int) -> None:
-        self._rows = _Rows(store, dataset_id, max_features)
+    def __init__(self, make_writer, **options) -> None:
+        super().__init__(make_writer, **options)
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._tail = ""
         self._first_line = True
@@ -247,7 +288,7 @@ class CsvUpload:
         self._rows.append(values.reshape(len(lines), self._width))
         self._row += len(lines)
 
-    def finish(self) -> WrittenMatrix:
+    def finish_rows(self) -> None:
         try:
             last = self._tail + self._decoder.decode(b"", final=True)
         except UnicodeDecodeError:
@@ -259,7 +300,3 @@ class CsvUpload:
             raise Invalid(
                 "CSV body has no rows of numbers", [FieldError("#/", "needs at least one row")]
             )
-        return self._rows.finish()
-
-    def abort(self) -> None:
-        self._rows.abort()

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, undefer
 
 from .. import jobs, versions
 from ..config import Settings
-from ..datasets import stored_matrix
+from ..datasets import remove_chunks, stored_matrix
 from ..db import Database
 from ..db.faults import is_transient, retry_transient
 from ..db.tables import DatasetRow, JobRow, ModelRow, VersionSource, utcnow
@@ -61,6 +61,7 @@ from ..gmm.chunked import ChunkedData, fit_chunked, score_chunked
 from ..gmm.selection import DEFAULT_TOL as SELECTION_DEFAULT_TOL
 from ..heap import settle
 from ..idempotency import expire_keys
+from ..imports import ImportCancelled, ImportFailed, read_source, storage_options_for
 from ..matrices import array_from_blob
 from ..metrics import Metrics
 from ..models import fit_config
@@ -545,6 +546,9 @@ class Worker:
         )
 
     def _run(self, claim: jobs.Claim) -> None:
+        if claim.model_id is None:  # an import: rows into a dataset, no model
+            self._import(claim)
+            return
         started = time.perf_counter()
         try:
             inputs = self._load(claim)
@@ -653,6 +657,142 @@ class Worker:
                 "n_iter": fit.n_iter,
                 "seconds": round(time.perf_counter() - started, 3),
             },
+        )
+
+    def _import(self, claim: jobs.Claim) -> None:
+        """Read an import's source into its dataset's chunks; ready only in the last commit."""
+        started = time.perf_counter()
+
+        def load(session: Session) -> tuple[str, dict[str, Any]]:
+            job = session.get(JobRow, claim.job_id)
+            return job.dataset_id, dict(job.options or {})
+
+        dataset_id, options = self.transaction("load the import", load)
+        store = self.database.blob_store
+        remove_chunks(store, dataset_id)  # what an earlier attempt wrote
+        with _Lease(self, claim) as lease:
+
+            def progress(done: int, total: int, rows: int) -> bool:
+                return lease.touch(
+                    {
+                        "init": 0,
+                        "n_init": 1,
+                        "iteration": done,
+                        "max_iter": total,
+                        "lower_bound": None,
+                        "rows_read": rows,
+                    }
+                )
+
+            try:
+                writer, files = read_source(
+                    source=options["source"],
+                    format=options["format"],
+                    columns=options.get("columns"),
+                    storage_options=storage_options_for(options["source"], self.settings),
+                    make_writer=lambda n_features: store.writer(dataset_id, n_features),
+                    progress=progress,
+                    max_features=self.settings.max_features,
+                )
+                written = writer.close()
+            except ImportCancelled:
+                remove_chunks(store, dataset_id)
+                self._import_stopped(claim, lease)
+                return
+            except ImportFailed as exc:
+                remove_chunks(store, dataset_id)
+                self._fail_import(claim, exc.kind, exc.detail)
+                return
+            except Exception as exc:
+                log.exception("import crashed", extra={"job_id": claim.job_id})
+                remove_chunks(store, dataset_id)
+                self._fail_import(claim, "internal_error", f"the import failed: {exc!r}")
+                return
+        dataset = {
+            "n_samples": written.n_samples,
+            "n_features": written.n_features,
+            "sha256": written.sha256,
+            "size_bytes": written.size_bytes,
+            "chunks": written.chunk_rows,
+        }
+        result = {
+            "dataset_id": dataset_id,
+            "n_samples": written.n_samples,
+            "n_features": written.n_features,
+            "files": files,
+        }
+        final = {
+            "init": 0,
+            "n_init": 1,
+            "iteration": files,
+            "max_iter": files,
+            "lower_bound": None,
+            "rows_read": written.n_samples,
+        }
+        stored = self.transaction(
+            "store the import",
+            lambda session: jobs.succeed_import(
+                session=session,
+                job_id=claim.job_id,
+                worker_id=self.worker_id,
+                dataset=dataset,
+                result=result,
+                progress=final,
+            ),
+        )
+        if not stored:  # cancelled at the last moment, or lost
+            remove_chunks(store, dataset_id)
+            self.transaction(
+                "finish a cancelled import",
+                lambda session: jobs.cancel_import(
+                    session=session, job_id=claim.job_id, worker_id=self.worker_id
+                ),
+            )
+        log.info(
+            "import finished",
+            extra={
+                "job_id": claim.job_id,
+                "stored": stored,
+                "rows": written.n_samples,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def _import_stopped(self, claim: jobs.Claim, lease: _Lease) -> None:
+        if self.stop_event.is_set() and not lease.timed_out:
+            released = self.transaction(
+                "hand the import back",
+                lambda session: jobs.release(
+                    session=session, job_id=claim.job_id, worker_id=self.worker_id
+                ),
+            )
+            if released:
+                return
+        if lease.timed_out:
+            self._fail_import(
+                claim,
+                "timeout",
+                f"the import ran longer than {self.settings.job_timeout_seconds:g} s "
+                "(job_timeout_seconds)",
+            )
+            return
+        self.transaction(
+            "finish a cancelled import",
+            lambda session: jobs.cancel_import(
+                session=session, job_id=claim.job_id, worker_id=self.worker_id
+            ),
+        )
+
+    def _fail_import(self, claim: jobs.Claim, kind: str, detail: str) -> None:
+        log.info("import failed", extra={"job_id": claim.job_id, "error_type": kind})
+        self.transaction(
+            "record the import's failure",
+            lambda session: jobs.fail_import(
+                session=session,
+                job_id=claim.job_id,
+                worker_id=self.worker_id,
+                error={"type": kind, "detail": detail},
+            ),
         )
 
     def _stopped(self, claim: jobs.Claim, lease: _Lease) -> None:

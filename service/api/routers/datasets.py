@@ -17,14 +17,22 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from ... import datasets
+from ... import datasets, imports
 from ...config import Settings
 from ...db import Database
 from ...db.tables import new_id
 from ...idempotency import Answer, fingerprint, run_once
 from ...matrices import CSV_PATTERN, fast_json_matrix, matrix_from_rows
 from ...uploads import CsvUpload, DatasetTooLarge, NpyUpload, StreamedMatrix
-from ..bodies import NPY_BODY, UnsupportedMediaType, content_type_of, is_json, parse_json
+from ..bodies import (
+    NPY_BODY,
+    JsonBody,
+    UnsupportedMediaType,
+    content_type_of,
+    is_json,
+    json_body_openapi,
+    parse_json,
+)
 from ..deps import (
     CursorQuery,
     DatabaseDep,
@@ -35,7 +43,7 @@ from ..deps import (
 )
 from ..problems import problems
 from ..responses import answer_response
-from ..schemas import RECTANGULAR, DatasetCreate, DatasetList, DatasetRead
+from ..schemas import RECTANGULAR, DatasetCreate, DatasetImport, DatasetList, DatasetRead, JobRead
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -133,7 +141,7 @@ async def _stream(
     """
     dataset_id = new_id("ds")
     kind = CsvUpload if content_type in _CSV_TYPES else NpyUpload
-    upload: StreamedMatrix = kind(
+    upload: StreamedMatrix = kind.to_store(
         database.blob_store, dataset_id, max_features=settings.max_features
     )
     digest = hashlib.sha256()
@@ -260,6 +268,51 @@ async def read_body(request: Request) -> bytearray:
     if filled < expected:
         del body[filled:]
     return body
+
+
+ImportBody = JsonBody(DatasetImport)
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problems(413, 415, 422),
+    openapi_extra=json_body_openapi(DatasetImport),
+    summary="Import a dataset from Parquet, CSV or .npy files (s3:// or allowed file://) as a job",
+)
+def import_dataset(
+    body: ImportBody,
+    database: DatabaseDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """202 with the import Job; its dataset (``dataset_id``) is ``importing`` until the job
+    ends, then ``ready`` or ``failed``. A file:// source outside GMM_IMPORT_ROOTS is a 422."""
+
+    def run(session: Session) -> Answer:
+        job = imports.request_import(
+            session=session,
+            tenant=tenant,
+            settings=settings,
+            source=body.source,
+            format=body.format,
+            columns=body.columns,
+            name=body.name,
+        )
+        job_json = JobRead.model_validate(job).model_dump(mode="json")
+        return Answer(202, job_json, {"Location": f"/v1/jobs/{job.id}"})
+
+    return answer_response(
+        run_once(
+            database=database,
+            scope=f"{tenant} POST /v1/datasets/import",
+            key=idempotency_key,
+            request_fingerprint=fingerprint(body.model_dump_json()),
+            run=run,
+        )
+    )
 
 
 @router.get("", response_model=DatasetList, responses=problems(422), summary="List datasets")
