@@ -31,7 +31,7 @@ __all__ = ["CsvUpload", "DatasetTooLarge", "NpyUpload", "StreamedMatrix"]
 class DatasetTooLarge(ServiceError):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(
-            f"the dataset body exceeds {max_bytes} bytes (GMM_MAX_DATASET_BYTES)",
+            f"the request body exceeds {max_bytes} bytes (GMM_MAX_DATASET_BYTES)",
             413,
             "Content Too Large",
             "/problems/too-large",

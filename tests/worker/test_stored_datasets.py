@@ -99,3 +99,21 @@ def test_chunked_scores_sample_the_rows_an_in_memory_sample_draws(chunked_databa
     np.testing.assert_allclose(scores.scores, expected.scores, rtol=1e-12)
     assert (scores.n_training, scores.exact) == (expected.n_training, False)
     assert scores.mean_score == pytest.approx(expected.mean_score, rel=1e-12)
+
+
+def test_on_dask_the_workers_read_the_stored_chunks_themselves(chunked_database, settings):
+    import distributed
+
+    _, _, expected, _ = _fit_stored(chunked_database, settings, "diag")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
+        on_dask = settings.model_copy(
+            update={"in_memory_max_bytes": 0, "dask_scheduler": cluster.scheduler_address}
+        )
+        job, _, parameters, _ = _fit_stored(chunked_database, on_dask, "diag")
+    assert job.status == JobStatus.succeeded and job.result["engine"] == "dask", job.error
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(
+            getattr(parameters, name), getattr(expected, name), rtol=1e-10, atol=1e-10
+        )
