@@ -17,6 +17,7 @@ is ever ready.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 _READ_BYTES = 4 * 2**20  # .npy bytes read at a time
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")  # S3's bucket naming rules
 
 
 class ImportFailed(Exception):
@@ -68,11 +70,17 @@ def storage_options_for(source: str, settings: Settings) -> dict[str, Any]:
 
 def check_source(source: str, settings: Settings) -> None:
     """422 unless the source is ``s3://...`` or a ``file://`` path under GMM_IMPORT_ROOTS."""
-    parsed = urlparse(source)
+    try:
+        parsed = urlparse(source)
+    except ValueError as exc:
+        raise Invalid(
+            f"source is not a URL: {exc}", [FieldError("#/source", "must be a URL")]
+        ) from None
     if parsed.scheme == "s3":
-        if not parsed.netloc:
+        if _BUCKET.fullmatch(parsed.netloc) is None:
             raise Invalid(
-                "an s3:// source needs a bucket", [FieldError("#/source", "s3://bucket/key")]
+                "an s3:// source needs a bucket name",
+                [FieldError("#/source", "must be s3://<bucket>/<key, prefix or glob>")],
             )
         return
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
@@ -80,7 +88,12 @@ def check_source(source: str, settings: Settings) -> None:
             "source must be an s3:// or file:/// URL",
             [FieldError("#/source", "must start with s3:// or file:///")],
         )
-    path = Path(unquote(parsed.path)).resolve()  # no way out through .. or symlinks
+    try:
+        path = Path(unquote(parsed.path)).resolve()  # no way out through .. or symlinks
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise Invalid(
+            f"source path cannot be resolved: {exc}", [FieldError("#/source", "bad path")]
+        ) from None
     roots = settings.import_root_paths
     if not any(path == root or root in path.parents for root in roots):
         allowed = ", ".join(str(root) for root in roots) or "none configured"

@@ -151,7 +151,14 @@ def test_each_format_imports_from_s3(
 
 @pytest.mark.parametrize(
     "source",
-    ["file:///etc/passwd", "file://{root}/../secret.csv", "http://example.com/x.csv", "s3://"],
+    [
+        "file:///etc/passwd",
+        "file://{root}/../secret.csv",
+        "http://example.com/x.csv",
+        "s3://",
+        "s3://[",
+        "s3://Bad_Bucket/x",
+    ],
 )
 def test_a_source_outside_the_import_roots_is_422_at_once(importer, root, source):
     response = importer.post(
