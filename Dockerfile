@@ -13,7 +13,8 @@ ARG EXTRAS=
 RUN pip install ".${EXTRAS:+[$EXTRAS]}"
 
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 gmm && mkdir /data && chown gmm /data
+# /datasets: the compose stack's shared volume of dataset chunks (GMM_STORAGE_URL)
+RUN useradd --create-home --uid 10001 gmm && mkdir /data /datasets && chown gmm /data /datasets
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -39,7 +39,7 @@ def migrate() -> None:
     settings = get_settings()
     _logging(settings)
     database = Database.from_settings(settings)
-    upgrade(database.engine)
+    upgrade(database.engine, blob_store=database.blob_store)
     click.echo(f"database at head: {database.engine.url.render_as_string()}")
 
 
@@ -71,7 +71,7 @@ def serve(
     settings = get_settings()
     _logging(settings)
     database = Database.from_settings(settings)
-    upgrade(database.engine)
+    upgrade(database.engine, blob_store=database.blob_store)
     run_worker = settings.embedded_worker if embedded_worker is None else embedded_worker
     processes = web_concurrency or settings.web_concurrency
     options = dict(
@@ -319,6 +319,59 @@ def fit(
     except Exception as exc:
         _fail(exc)
     click.echo(json.dumps(fitted, indent=2))
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Name of the dataset (default: the file's name).")
+@_url_option
+@_api_key_option
+def upload(data, name, url, api_key):
+    """Stream a .npy or CSV file (by its suffix) to the service as a dataset; prints it as JSON.
+
+    The file is sent a block at a time and stored as it arrives: its size is bounded by
+    the server's GMM_MAX_DATASET_BYTES, not by memory.
+    """
+    try:
+        with _client(url, api_key) as gmm:
+            dataset = gmm.upload_dataset_file(data, name=name or data.name)
+    except Exception as exc:
+        _fail(exc)
+    click.echo(json.dumps(dataset, indent=2))
+
+
+@main.command("import")
+@click.argument("source")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["parquet", "csv", "npy"]),
+    required=True,
+    help="How the files are written.",
+)
+@click.option("--columns", default=None, help="Comma-separated columns to read (Parquet, CSV).")
+@click.option("--name", default=None, help="Name of the dataset.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the import.")
+@_url_option
+@_api_key_option
+def import_(source, format_, columns, name, wait, url, api_key):
+    """Import a dataset from SOURCE (s3://bucket/prefix/*.parquet, or file:///... under the
+    server's GMM_IMPORT_ROOTS); prints the import job (and waits for it) as JSON."""
+    try:
+        with _client(url, api_key) as gmm:
+            job = gmm.import_dataset(
+                source,
+                format=format_,
+                columns=[c.strip() for c in columns.split(",")] if columns else None,
+                name=name,
+            )
+            if wait:
+                job = gmm.wait_for_job(job["id"])
+    except Exception as exc:
+        _fail(exc)
+    click.echo(json.dumps(job, indent=2))
+    if job["status"] == "failed":
+        raise SystemExit(1)
 
 
 def _component_grid(text: str) -> list[int]:

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,21 +47,45 @@ class ProblemError(Exception):
         super().__init__(f"{status} {self.title}: {self.detail}")
 
 
+@dataclass(frozen=True)
+class _FileBody:
+    """A file sent as the body a block at a time (never read whole)."""
+
+    path: str
+    block_bytes: int = 2**20
+
+    def size(self) -> int:
+        return os.path.getsize(self.path)
+
+    def blocks(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as handle:
+            while block := handle.read(self.block_bytes):
+                yield block
+
+    async def ablocks(self) -> AsyncIterator[bytes]:
+        for block in self.blocks():
+            yield block
+
+
 @dataclass
 class _Call:
     method: str
     path: str
     parse: Callable[[httpx.Response], Any]
     json: Any = None
-    content: bytes | None = None
+    content: bytes | _FileBody | None = None
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
 
-    def request_kwargs(self) -> dict[str, Any]:
+    def request_kwargs(self, asynchronous: bool = False) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"params": {k: v for k, v in self.params.items() if v is not None}}
         if self.json is not None:
             kwargs["json"] = self.json
-        if self.content is not None:
+        if isinstance(self.content, _FileBody):
+            body = self.content
+            kwargs["content"] = body.ablocks() if asynchronous else body.blocks()
+            self.headers = {**self.headers, "Content-Length": str(body.size())}
+        elif self.content is not None:
             kwargs["content"] = self.content
         if self.headers:
             kwargs["headers"] = self.headers
@@ -206,6 +232,54 @@ class _Operations:
                 content=_npy(data),
                 params={"name": name},
                 headers=headers,
+            )
+        )
+
+    def upload_dataset_file(
+        self, path: str | Path, *, name: str | None = None, idempotency_key: str | None = None
+    ):
+        """Stream a ``.npy`` or CSV file (by its suffix) to the service, a block at a time;
+        returns the Dataset. Bounded by the server's GMM_MAX_DATASET_BYTES, not its body limit."""
+        path = Path(path)
+        content_type = (
+            "text/csv" if path.suffix.lower() in (".csv", ".txt") else "application/x-npy"
+        )
+        headers = {"Content-Type": content_type, **_idempotency(idempotency_key)}
+        return self._call(
+            _Call(
+                "POST",
+                "/v1/datasets",
+                _json,
+                content=_FileBody(str(path)),
+                params={"name": name},
+                headers=headers,
+            )
+        )
+
+    def import_dataset(
+        self,
+        source: str,
+        *,
+        format: str,
+        columns: list[str] | None = None,
+        name: str | None = None,
+        idempotency_key: str | None = None,
+    ):
+        """Queue an import of Parquet, CSV or .npy files (``s3://...`` or an allowed
+        ``file://`` source); returns the Job (kind ``import``; its ``dataset_id`` is the
+        dataset being filled). Follow it with ``wait_for_job``."""
+        body: dict[str, Any] = {"source": source, "format": format}
+        if columns is not None:
+            body["columns"] = columns
+        if name is not None:
+            body["name"] = name
+        return self._call(
+            _Call(
+                "POST",
+                "/v1/datasets/import",
+                _json,
+                json=body,
+                headers=_idempotency(idempotency_key),
             )
         )
 
@@ -785,7 +859,9 @@ class AsyncClient(_Operations):
         await self._http.aclose()
 
     async def _call(self, call: _Call) -> Any:
-        response = await self._http.request(call.method, call.path, **call.request_kwargs())
+        response = await self._http.request(
+            call.method, call.path, **call.request_kwargs(asynchronous=True)
+        )
         return call.parse(_checked(response))
 
     async def wait_for_job(self, job_id: str, *, progress: bool = False) -> dict[str, Any]:

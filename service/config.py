@@ -25,6 +25,28 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL; default: a SQLite file in data_dir."
     )
 
+    storage_url: str | None = Field(
+        None,
+        description="Where dataset matrices live, as row chunks: a folder or s3://bucket/prefix; "
+        "default: datasets/ beside the SQLite file, else under data_dir.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of an S3-compatible server (MinIO...) for s3:// URLs."
+    )
+    chunk_bytes: int = Field(
+        64 * 2**20, ge=1024, description="Size of one stored row chunk of a dataset."
+    )
+    import_roots: str = Field(
+        "",
+        description="Comma-separated folders that POST /v1/datasets/import may read file:// "
+        "sources from (none by default); s3:// sources are always allowed.",
+    )
+    max_dataset_bytes: int = Field(
+        64 * 2**30,
+        gt=0,
+        description="Largest CSV or .npy body streamed to POST /v1/datasets (413 past it).",
+    )
+
     # Database faults and limits
     db_connect_timeout_seconds: float = Field(
         5.0, gt=0, description="Wait for a new database connection (PostgreSQL connect_timeout)."
@@ -123,6 +145,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'gmm.db').as_posix()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        from .blobstore import default_storage_url
+
+        return default_storage_url(self.resolved_database_url, self.data_dir)
+
+    @property
+    def import_root_paths(self) -> list[Path]:
+        return [Path(root).resolve() for root in self.import_roots.split(",") if root.strip()]
 
 
 @lru_cache

@@ -1,103 +1,105 @@
-"""Datasets: stored once, fitted many times."""
+"""Datasets: stored once (in the blob store, as row chunks), fitted many times."""
 
 from __future__ import annotations
 
-import hashlib
-import io
+import logging
 
 import numpy as np
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
+from .blobstore import BlobStore, StoredMatrix, WrittenMatrix
 from .db.queries import get_owned
-from .db.tables import ACTIVE_JOB_STATUSES, DatasetRow, JobRow, new_id
+from .db.tables import ACTIVE_JOB_STATUSES, DatasetRow, DatasetStatus, JobRow, new_id
 from .errors import Conflict, NotFound
-from .matrices import array_from_blob
 from .pagination import Page, paginate
 
-__all__ = ["create_dataset", "delete_dataset", "get_dataset", "list_datasets", "load_matrix"]
+__all__ = [
+    "blob_store_of",
+    "create_dataset",
+    "delete_dataset",
+    "get_dataset",
+    "list_datasets",
+    "load_matrix",
+    "register_dataset",
+    "remove_chunks",
+    "require_ready",
+    "stored_matrix",
+]
+
+log = logging.getLogger("service.datasets")
 
 
-_CHUNK = 8 * 2**20  # bytes copied at a time: other threads (the event loop) run in between
+def blob_store_of(session: Session) -> BlobStore:
+    """The blob store of the :class:`~service.db.Database` the session comes from."""
+    return session.info["blob_store"]
 
 
 def create_dataset(
     *, session: Session, tenant: str, name: str | None, matrix: np.ndarray
 ) -> DatasetRow:
-    """Store ``matrix`` as an exact ``.npy`` blob.
+    """Store an in-memory ``matrix`` (a JSON body) as chunks and its row as ready."""
+    dataset_id = new_id("ds")
+    store = blob_store_of(session)
+    written = store.write_matrix(dataset_id, matrix)
+    try:
+        return register_dataset(
+            session=session, dataset_id=dataset_id, tenant=tenant, name=name, written=written
+        )
+    except BaseException:
+        store.delete(dataset_id)
+        raise
 
-    Large matrices are written in chunks, so that no single copy holds the
-    interpreter for long: on SQLite straight into the row through SQLite's
-    incremental blob I/O (no blob in memory at all), elsewhere into one buffer.
-    """
-    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
-    header = _npy_header(matrix)
-    values = memoryview(matrix).cast("B")
-    size = len(header) + len(values)
-    in_place = session.get_bind().dialect.name == "sqlite" and size > _CHUNK
+
+def register_dataset(
+    *, session: Session, dataset_id: str, tenant: str, name: str | None, written: WrittenMatrix
+) -> DatasetRow:
+    """The row of a matrix already written to the blob store (a streamed upload)."""
     row = DatasetRow(
-        id=new_id("ds"),
+        id=dataset_id,
         tenant=tenant,
         name=name,
-        n_samples=int(matrix.shape[0]),
-        n_features=int(matrix.shape[1]),
-        sha256=hashlib.sha256(values).hexdigest(),  # as matrices.sha256_of, without a copy
-        size_bytes=int(matrix.nbytes),
-        data=b"" if in_place else _join(header, values),
+        n_samples=written.n_samples,
+        n_features=written.n_features,
+        sha256=written.sha256,
+        size_bytes=written.size_bytes,
+        status=DatasetStatus.ready,
+        chunks=written.chunk_rows,
     )
     session.add(row)
     session.flush()
-    if in_place:
-        _write_sqlite_blob(session, row.id, header, values)
     return row
-
-
-def _npy_header(matrix: np.ndarray) -> bytes:
-    """The ``.npy`` header ``array_to_blob`` writes before a C-contiguous matrix's bytes."""
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(matrix))
-    return header.getvalue()
-
-
-def _join(header: bytes, values: memoryview) -> bytes:
-    blob = bytearray(len(header) + len(values))
-    out = memoryview(blob)
-    out[: len(header)] = header
-    for start in range(0, len(values), _CHUNK):
-        piece = values[start : start + _CHUNK]
-        out[len(header) + start : len(header) + start + len(piece)] = piece
-    out.release()
-    return blob if len(blob) > 2**20 else bytes(blob)  # type: ignore[return-value]
-
-
-def _write_sqlite_blob(
-    session: Session, dataset_id: str, header: bytes, values: memoryview
-) -> None:
-    size = len(header) + len(values)
-    session.execute(
-        update(DatasetRow).where(DatasetRow.id == dataset_id).values(data=func.zeroblob(size))
-    )
-    rowid = session.execute(
-        text("SELECT rowid FROM datasets WHERE id = :id"), {"id": dataset_id}
-    ).scalar_one()
-    raw = session.connection().connection.driver_connection
-    with raw.blobopen("datasets", "data", rowid) as blob:
-        blob.write(header)
-        for start in range(0, len(values), _CHUNK):
-            blob.write(values[start : start + _CHUNK])
 
 
 def get_dataset(*, session: Session, tenant: str, dataset_id: str) -> DatasetRow:
     return get_owned(session, DatasetRow, dataset_id, tenant=tenant, noun="dataset")
 
 
-def load_matrix(*, session: Session, dataset_id: str) -> np.ndarray:
-    row = session.scalars(
-        select(DatasetRow).where(DatasetRow.id == dataset_id).options(undefer(DatasetRow.data))
-    ).one_or_none()
+def require_ready(dataset: DatasetRow) -> None:
+    """409 unless the dataset's rows are all stored (not importing, not failed)."""
+    if dataset.status != DatasetStatus.ready:
+        raise Conflict(
+            f"dataset {dataset.id!r} is {dataset.status.value}, not ready; "
+            + (
+                "wait for its import job to finish"
+                if dataset.status == DatasetStatus.importing
+                else "its import failed: import it again"
+            )
+        )
+
+
+def stored_matrix(*, session: Session, dataset_id: str) -> StoredMatrix:
+    """The dataset's chunks, read as they are needed (404 if gone, 409 if not ready)."""
+    row = session.get(DatasetRow, dataset_id)
     if row is None:
         raise NotFound(f"dataset {dataset_id!r} does not exist")
-    return array_from_blob(row.data)
+    require_ready(row)
+    return blob_store_of(session).stored_matrix(row.id, row.chunks or [], row.n_features)
+
+
+def load_matrix(*, session: Session, dataset_id: str) -> np.ndarray:
+    """The whole matrix in memory."""
+    return stored_matrix(session=session, dataset_id=dataset_id).read_all()
 
 
 def list_datasets(*, session: Session, tenant: str, limit: int, cursor: str | None) -> Page:
@@ -106,7 +108,11 @@ def list_datasets(*, session: Session, tenant: str, limit: int, cursor: str | No
 
 
 def delete_dataset(*, session: Session, tenant: str, dataset_id: str) -> None:
-    """Delete a dataset; 409 while a queued or running job still needs it."""
+    """Delete a dataset's row; 409 while a queued or running job still needs it.
+
+    The caller removes its chunks (:func:`remove_chunks`) once this is committed:
+    a failure in between leaves files nobody points at, never a row without data.
+    """
     needed_by = session.scalar(
         select(JobRow.id)
         .where(
@@ -126,3 +132,11 @@ def delete_dataset(*, session: Session, tenant: str, dataset_id: str) -> None:
     ).rowcount
     if deleted == 0:
         raise NotFound(f"dataset {dataset_id!r} does not exist")
+
+
+def remove_chunks(store: BlobStore, dataset_id: str) -> None:
+    """Remove a dataset's chunks, logging (not raising) a failure."""
+    try:
+        store.delete(dataset_id)
+    except OSError:
+        log.warning("dataset chunks not removed", extra={"dataset_id": dataset_id}, exc_info=True)

@@ -24,22 +24,35 @@ from sqlalchemy.orm import Session
 
 from .db import Database
 from .db.queries import get_owned
-from .db.tables import ACTIVE_JOB_STATUSES, JobRow, JobStatus, ModelRow, ModelStatus, new_id, utcnow
+from .db.tables import (
+    ACTIVE_JOB_STATUSES,
+    DatasetRow,
+    DatasetStatus,
+    JobRow,
+    JobStatus,
+    ModelRow,
+    ModelStatus,
+    new_id,
+    utcnow,
+)
 from .errors import Conflict
 from .pagination import Page, paginate
 
 __all__ = [
     "Claim",
     "cancel",
+    "cancel_import",
     "claim",
     "enqueue_job",
     "fail",
+    "fail_import",
     "finish_cancelled",
     "get_job",
     "list_jobs",
     "release",
     "renew",
     "succeed",
+    "succeed_import",
 ]
 
 
@@ -129,6 +142,7 @@ def cancel(*, session: Session, tenant: str, job_id: str) -> JobRow:
     ).rowcount
     if stopped:
         _settle_model(session, job.model_id, failed=False)
+        _settle_import(session, job)
     else:
         asked = session.execute(
             update(JobRow)
@@ -146,10 +160,10 @@ def cancel(*, session: Session, tenant: str, job_id: str) -> JobRow:
 
 @dataclass(frozen=True)
 class Claim:
-    """A job a worker now holds."""
+    """A job a worker now holds (``model_id`` None: an import)."""
 
     job_id: str
-    model_id: str
+    model_id: str | None
     attempt: int
 
 
@@ -188,6 +202,7 @@ def _fail_exhausted(session: Session, now: datetime, max_attempts: int) -> None:
         ).rowcount
         if lost:
             _settle_model(session, job.model_id, failed=True)
+            _settle_import(session, job)
 
 
 def claim(
@@ -359,8 +374,10 @@ def _progress_reset(progress: dict[str, Any]) -> dict[str, Any]:
     } | {key: 0 for key in ("init", "iteration") if key in progress}
 
 
-def _settle_model(session: Session, model_id: str, *, failed: bool) -> None:
+def _settle_model(session: Session, model_id: str | None, *, failed: bool) -> None:
     """After a fit that stored nothing: back to ready if fitted before, else new/failed."""
+    if model_id is None:  # an import: no model
+        return
     active = session.scalar(
         select(JobRow.id).where(JobRow.model_id == model_id, JobRow.status.in_(ACTIVE_JOB_STATUSES))
     )
@@ -371,3 +388,67 @@ def _settle_model(session: Session, model_id: str, *, failed: bool) -> None:
     if model is not None:
         model.status = ModelStatus.ready if model.version > 0 else unfitted
         model.updated_at = utcnow()
+
+
+# --- imports ---------------------------------------------------------------------------
+
+
+def _settle_import(session: Session, job: JobRow) -> None:
+    """An import that ended without its rows: its dataset is failed, never ready.
+
+    (Chunks it wrote are removed by the worker when it fails the job itself;
+    those of a worker that died stay in the store, unreferenced.)
+    """
+    if job.kind == "import" and job.dataset_id is not None:
+        session.execute(
+            update(DatasetRow)
+            .where(DatasetRow.id == job.dataset_id, DatasetRow.status == DatasetStatus.importing)
+            .values(status=DatasetStatus.failed, chunks=None)
+        )
+
+
+def fail_import(*, session: Session, job_id: str, worker_id: str, error: dict[str, str]) -> bool:
+    """The import failed: the job failed and its dataset too, in one transaction."""
+    job = session.get(JobRow, job_id)
+    if job is None or not fail(session=session, job_id=job_id, worker_id=worker_id, error=error):
+        return False
+    _settle_import(session, job)
+    return True
+
+
+def cancel_import(*, session: Session, job_id: str, worker_id: str) -> bool:
+    """The import stopped on a cancel: the job cancelled and its dataset failed."""
+    job = session.get(JobRow, job_id)
+    if job is None or not finish_cancelled(session=session, job_id=job_id, worker_id=worker_id):
+        return False
+    _settle_import(session, job)
+    return True
+
+
+def succeed_import(
+    *,
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    dataset: dict[str, Any],
+    result: dict[str, Any],
+    progress: dict[str, Any],
+) -> bool:
+    """The import's last commit: the dataset ready with its rows, the job succeeded.
+
+    False (nothing changed) if the job is no longer this worker's or was cancelled.
+    """
+    done = session.execute(
+        update(JobRow)
+        .where(_held(job_id, worker_id), JobRow.cancel_requested.is_(False))
+        .values(status=JobStatus.succeeded, result=result, progress=progress, finished_at=utcnow())
+        .returning(JobRow.dataset_id)
+    ).first()
+    if done is None:
+        return False
+    session.execute(
+        update(DatasetRow)
+        .where(DatasetRow.id == done.dataset_id, DatasetRow.status == DatasetStatus.importing)
+        .values(status=DatasetStatus.ready, **dataset)
+    )
+    return True

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from .config import Settings
-from .datasets import get_dataset
+from .datasets import get_dataset, require_ready
 from .db.queries import get_owned
 from .db.tables import JobRow, ModelRow, ModelStatus, ModelVersionRow, new_id
 from .errors import FieldError, Invalid, PreconditionFailed
@@ -133,6 +133,7 @@ def check_fit_data(
     """The data's width, the sample weights, and where a problem with the data points."""
     if dataset_id is not None:
         dataset = get_dataset(session=session, tenant=tenant, dataset_id=dataset_id)
+        require_ready(dataset)  # 409 while it imports, or if its import failed
         n_samples, n_features, where = dataset.n_samples, dataset.n_features, "#/dataset_id"
     else:
         assert data is not None

@@ -77,9 +77,10 @@ def database_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path) -> Settings:
     return Settings(
         database_url=database_url,
+        storage_url=str(tmp_path / "datasets"),
         worker_poll_seconds=0.02,
         progress_interval_seconds=0.0,
         lease_seconds=5.0,
@@ -88,7 +89,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def database(settings: Settings) -> Iterator[Database]:
-    database = Database(settings.resolved_database_url)
+    database = Database.from_settings(settings)
     yield database
     database.dispose()
 
@@ -154,3 +155,62 @@ def serve_live(directory, **settings) -> Iterator[str]:
 def live_url(tmp_path_factory):
     """A real server on a loopback port (SQLite, embedded worker), for clients."""
     yield from serve_live(tmp_path_factory.mktemp("live"))
+
+
+# --- S3: a real S3-protocol server (moto's standalone server) on loopback ------------
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of a moto server in its own process, for the session."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    from .external import require
+
+    program = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    require(Path(program).exists(), "moto_server (pip install 'moto[server]')")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [program, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch) -> str:
+    """A new, empty bucket on the moto server; credentials in the environment (as
+    boto reads them), its name returned."""
+    import boto3
+
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"gmm-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    return bucket

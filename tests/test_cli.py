@@ -158,3 +158,38 @@ def test_update_reports_a_bad_learning_rate_with_its_field(live_url, tmp_path):
         main, ["update", model_id, data, "--learning-rate", "0", "--url", live_url]
     )
     assert result.exit_code != 0 and "#/learning_rate" in result.output
+
+
+def test_upload_streams_a_file_and_prints_the_dataset(live_url, tmp_path):
+    path = tmp_path / "blobs.npy"
+    np.save(path, three_blobs())
+    result = CliRunner().invoke(main, ["upload", str(path), "--url", live_url])
+    assert result.exit_code == 0, result.output
+    dataset = json.loads(result.stdout)
+    assert (dataset["name"], dataset["status"], dataset["n_features"]) == ("blobs.npy", "ready", 2)
+
+
+def test_import_waits_for_the_job_and_prints_it(tmp_path):
+    from .conftest import serve_live
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    np.save(incoming / "blobs.npy", three_blobs())
+    server = serve_live(tmp_path, import_roots=str(incoming))
+    url = next(server)
+    try:
+        source = f"file://{incoming}/blobs.npy"
+        result = CliRunner().invoke(main, ["import", source, "--format", "npy", "--url", url])
+        assert result.exit_code == 0, result.output
+        job = json.loads(result.stdout)
+        assert (job["kind"], job["status"], job["result"]["n_samples"]) == (
+            "import",
+            "succeeded",
+            600,
+        )
+        refused = CliRunner().invoke(
+            main, ["import", "file:///etc/passwd", "--format", "csv", "--url", url]
+        )
+        assert refused.exit_code != 0 and "#/source" in refused.output
+    finally:
+        server.close()

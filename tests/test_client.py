@@ -201,3 +201,20 @@ def test_the_async_client_updates_too(live_url):
 
     updated = asyncio.run(run())
     assert updated["fit_summary"]["update"]["n_effective"] == 750.0
+
+
+def test_a_file_is_streamed_to_the_service_as_a_dataset_by_either_client(live_url, tmp_path):
+    X = three_blobs()
+    np.save(tmp_path / "blobs.npy", X)
+    (tmp_path / "blobs.csv").write_text("x,y\n" + "".join(f"{a!r},{b!r}\n" for a, b in X.tolist()))
+    with Client(live_url) as gmm:
+        stored = gmm.upload_dataset_file(tmp_path / "blobs.npy", name="npy")
+        from_csv = gmm.upload_dataset_file(tmp_path / "blobs.csv")
+
+    async def scenario():
+        async with AsyncClient(live_url) as gmm:
+            return await gmm.upload_dataset_file(tmp_path / "blobs.npy")
+
+    streamed_async = asyncio.run(scenario())
+    assert (stored["n_samples"], stored["name"], stored["status"]) == (len(X), "npy", "ready")
+    assert from_csv["sha256"] == stored["sha256"] == streamed_async["sha256"]

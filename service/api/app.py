@@ -107,7 +107,13 @@ def create_app(
         HotPath, routes=inference.router.routes, names=inference.MATRIX_ROUTES
     )
     app.add_middleware(UndocumentedQuery)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        streamed_max_bytes=settings.max_dataset_bytes,
+        streamed_path="/v1/datasets",
+        streamed_types=datasets.STREAMED_TYPES,
+    )
     app.add_middleware(  # outermost: sees every answer
         RequestObserver, metrics=metrics, record_metrics=settings.metrics_enabled
     )

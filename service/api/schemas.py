@@ -14,7 +14,9 @@ __all__ = [
     "AnomalyResponse",
     "DatasetCreate",
     "DatasetList",
+    "DatasetImport",
     "DatasetRead",
+    "ImportResult",
     "FitRequest",
     "FitSummary",
     "ActivateRequest",
@@ -174,7 +176,36 @@ class DatasetRead(BaseModel):
     n_features: int
     sha256: str
     size_bytes: int
+    status: Literal["importing", "ready", "failed"] = Field(
+        description="Whether its rows are all stored: an import sets it ready (or failed) "
+        "when it ends; until then n_samples, n_features and size_bytes are 0 and sha256 empty. "
+        "Only a ready dataset can be fitted (409 otherwise)."
+    )
     created_at: datetime
+
+
+class DatasetImport(_Request):
+    source: str = Field(
+        min_length=6,
+        max_length=2000,
+        pattern=r"^(s3|file)://[^\x00]+$",
+        description="s3://bucket/key, s3://bucket/prefix/*.parquet (a glob), or file:///path "
+        "(only under GMM_IMPORT_ROOTS); a folder or prefix means every object under it.",
+        examples=["s3://bucket/tables/*.parquet"],
+    )
+    format: Literal["parquet", "csv", "npy"] = Field(
+        description="Parquet (numeric columns), CSV (a header line, then numbers) or .npy "
+        "(2-D, C order)."
+    )
+    columns: (
+        list[Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")]] | None
+    ) = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="Parquet and CSV: the columns to read, in this order; default all.",
+    )
+    name: Name | None = None
 
 
 class DatasetList(BaseModel):
@@ -646,24 +677,35 @@ class CandidateProgress(BaseModel):
 class JobProgress(BaseModel):
     init: int
     n_init: int
-    iteration: int
-    max_iter: int
+    iteration: int = Field(description="EM iterations done; for an import, files read.")
+    max_iter: int = Field(description="For an import, the number of files.")
     lower_bound: float | None
+    rows_read: int | None = Field(None, description="An import: rows stored so far.")
     candidate: CandidateProgress | None = Field(
         None, description="A selection job: the candidate being fitted."
     )
+
+
+class ImportResult(BaseModel):
+    dataset_id: str
+    n_samples: int
+    n_features: int
+    files: int = Field(description="Files (objects) read.")
+
+
+JobKind = Literal["fit", "select", "update", "import"]
 
 
 class JobRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    model_id: str
+    model_id: str | None = Field(description="Null for an import (it makes no model version).")
     dataset_id: str | None
-    kind: Literal["fit", "select", "update"]
+    kind: JobKind
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     progress: JobProgress
-    result: FitSummary | SelectionResult | None
+    result: FitSummary | SelectionResult | ImportResult | None
     lower_bound_history: list[float] = Field(
         description="Mean log-likelihood after each EM iteration (of the best initialisation)."
     )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +16,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 import migrations
+
+if TYPE_CHECKING:
+    from ..blobstore import BlobStore
 
 __all__ = ["current_revision", "downgrade", "head_revision", "schema_revision", "upgrade"]
 
@@ -45,7 +49,7 @@ def _file_lock(engine: Engine) -> Iterator[None]:
 
 
 @contextmanager
-def _migrating(engine: Engine) -> Iterator[Config]:
+def _migrating(engine: Engine, blob_store: BlobStore | None = None) -> Iterator[Config]:
     """A config bound to one connection, in one transaction, under a lock.
 
     Replicas started together each run ``upgrade`` at once; the lock makes them
@@ -76,6 +80,7 @@ def _migrating(engine: Engine) -> Iterator[Config]:
                     )
                 config = _config(engine)
                 config.attributes["connection"] = connection
+                config.attributes["blob_store"] = blob_store
                 yield config
         finally:
             if sqlite:
@@ -83,13 +88,16 @@ def _migrating(engine: Engine) -> Iterator[Config]:
                 connection.commit()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    with _migrating(engine) as config:
+def upgrade(engine: Engine, revision: str = "head", *, blob_store: BlobStore | None = None) -> None:
+    """Migrate to ``revision``; ``blob_store`` is where dataset matrices go (0006)."""
+    with _migrating(engine, blob_store) as config:
         command.upgrade(config, revision)
 
 
-def downgrade(engine: Engine, revision: str = "base") -> None:
-    with _migrating(engine) as config:
+def downgrade(
+    engine: Engine, revision: str = "base", *, blob_store: BlobStore | None = None
+) -> None:
+    with _migrating(engine, blob_store) as config:
         command.downgrade(config, revision)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
+    from ..blobstore import BlobStore
     from ..config import Settings
 
 __all__ = ["Database", "Timeouts"]
@@ -120,17 +121,34 @@ def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
 
 
 class Database:
-    """One engine and its session factory."""
+    """One engine, its session factory, and the blob store that holds dataset matrices.
 
-    def __init__(self, url: str, timeouts: Timeouts | None = None) -> None:
+    Sessions carry the blob store as ``session.info["blob_store"]``; without one
+    given, it is the default folder (``datasets/`` beside a SQLite file).
+    """
+
+    def __init__(
+        self, url: str, timeouts: Timeouts | None = None, blob_store: BlobStore | None = None
+    ) -> None:
+        from ..blobstore import BlobStore, default_storage_url
+
         self.url = url
         self.timeouts = timeouts or Timeouts()
         self.engine = make_engine(url, self.timeouts)
-        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.blob_store = blob_store or BlobStore(default_storage_url(url, Path("data")))
+        self.sessionmaker = sessionmaker(
+            self.engine, expire_on_commit=False, info={"blob_store": self.blob_store}
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(settings.resolved_database_url, Timeouts.from_settings(settings))
+        from ..blobstore import BlobStore
+
+        return cls(
+            settings.resolved_database_url,
+            Timeouts.from_settings(settings),
+            BlobStore.from_settings(settings),
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -31,6 +32,7 @@ __all__ = [
     "ACTIVE_JOB_STATUSES",
     "Base",
     "DatasetRow",
+    "DatasetStatus",
     "IdempotencyRow",
     "JobRow",
     "JobStatus",
@@ -87,6 +89,12 @@ class VersionSource(enum.StrEnum):
     update = "update"
 
 
+class DatasetStatus(enum.StrEnum):
+    importing = "importing"
+    ready = "ready"
+    failed = "failed"
+
+
 class JobStatus(enum.StrEnum):
     queued = "queued"
     running = "running"
@@ -117,16 +125,28 @@ def _tenant_column() -> Mapped[str]:
 
 
 class DatasetRow(Base):
+    """A dataset's metadata; its matrix lives in the blob store as row chunks.
+
+    While an import runs (``status`` importing) the shape, hash and chunks are
+    0, empty and null; they are set, with ``ready``, in the import's last commit.
+    """
+
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = _tenant_column()
     name: Mapped[str | None] = mapped_column(String(200))
-    n_samples: Mapped[int] = mapped_column(Integer)
+    n_samples: Mapped[int] = mapped_column(BigInteger)
     n_features: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    size_bytes: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[DatasetStatus] = mapped_column(
+        Enum(DatasetStatus, native_enum=False, length=16),
+        default=DatasetStatus.ready,
+        server_default=DatasetStatus.ready.value,
+    )
+    # Rows of each stored chunk, in order (the blob store names them by index).
+    chunks: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
@@ -202,7 +222,10 @@ class JobRow(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = _tenant_column()
-    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    # Null for a job that makes no model version (an import).
+    model_id: Mapped[str | None] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), index=True
+    )
     dataset_id: Mapped[str | None] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(16), default="fit")
     status: Mapped[JobStatus] = mapped_column(

@@ -36,6 +36,7 @@ reader running on the Dask worker (:mod:`.on_dask`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
@@ -62,6 +63,7 @@ from .em import (
 from .errors import InvalidDataError, InvalidParameterError
 from .kernels import ScoringKernel, e_step_statistics, tied_second_moment
 from .mixture import MixtureParameters
+from .pvalues import MAX_EXACT_SCORES, ScoreDistribution
 
 __all__ = [
     "DEFAULT_INIT_SAMPLE_SIZE",
@@ -72,6 +74,7 @@ __all__ = [
     "NpyChunk",
     "fit_chunked",
     "local_chunk_map",
+    "score_chunked",
 ]
 
 DEFAULT_INIT_SAMPLE_SIZE = 100_000
@@ -409,3 +412,109 @@ def fit_chunked(
     return _fit_starts(
         statistics, start, moments, config, callback, warm_start, warm_start_lower_bound
     )
+
+
+# --- after the fit: the training data's scores, chunk by chunk -------------------
+
+
+@dataclass
+class _ScorePart:
+    """One run of chunks' share of the training statistics."""
+
+    total_log_likelihood: float  # weighted
+    score_sum: float  # over rows of positive weight
+    kept: list[np.ndarray] = field(default_factory=list)
+
+    def __add__(self, other: _ScorePart) -> _ScorePart:
+        return _ScorePart(
+            self.total_log_likelihood + other.total_log_likelihood,
+            self.score_sum + other.score_sum,
+            self.kept + other.kept,
+        )
+
+
+def _score_part(
+    chunk: np.ndarray,
+    sample_weight: np.ndarray | None,
+    parameters: MixtureParameters,
+    kept_rows: np.ndarray | None,
+) -> _ScorePart:
+    log_likelihood = parameters.score_samples(chunk)
+    if sample_weight is None:
+        total, positive = float(log_likelihood.sum()), log_likelihood
+    else:
+        total = float(sample_weight @ log_likelihood)
+        positive = log_likelihood[sample_weight > 0]
+    scores = -positive
+    kept = scores if kept_rows is None else scores[kept_rows]
+    return _ScorePart(total, float(scores.sum()), [kept])
+
+
+def score_chunked(
+    parameters: MixtureParameters,
+    data: ChunkedData,
+    sample_weight: np.ndarray | None = None,
+    *,
+    max_exact: int | None = None,
+    random_state: int | None = 0,
+    chunk_map: ChunkMap | None = None,
+) -> tuple[float, float, ScoreDistribution]:
+    """BIC, AIC and the training scores' distribution of a fit, in one pass over the chunks.
+
+    What :meth:`.MixtureParameters.information_criteria` and
+    :meth:`.pvalues.ScoreDistribution.from_scores` give on the whole matrix:
+    the same sample of scores (the rows ``from_scores`` would draw, gathered
+    chunk by chunk), sums added in another order.
+
+    Parameters
+    ----------
+    parameters : MixtureParameters
+    data : ChunkedData
+        The training rows, of shape (n_samples, n_features) in all.
+    sample_weight : ndarray of shape (n_samples,), optional
+    max_exact, random_state
+        As for :meth:`.pvalues.ScoreDistribution.from_scores`.
+
+    Returns
+    -------
+    bic : float
+    aic : float
+    scores : ScoreDistribution
+        May hold non-finite values if the data overflow the model; the caller checks.
+    """
+    chunk_map = chunk_map or local_chunk_map
+    max_exact = MAX_EXACT_SCORES if max_exact is None else max_exact
+    weights = check_sample_weight(sample_weight, data.n_samples)
+    offsets = data.offsets
+    chunk_weights = [
+        None if weights is None else weights[offsets[i] : offsets[i + 1]]
+        for i in range(len(data.readers))
+    ]
+    positive_rows = [
+        int(rows) if w is None else int(np.count_nonzero(w > 0))
+        for rows, w in zip(data.chunk_rows, chunk_weights, strict=True)
+    ]
+    n_positive = sum(positive_rows)
+    if n_positive == 0:
+        raise InvalidDataError("training scores need at least one row of positive weight")
+    exact = n_positive <= max_exact
+    kept_rows: list[np.ndarray | None] = [None] * len(positive_rows)
+    if not exact:  # the rows Generator.choice(scores, max_exact) draws, chunk by chunk
+        drawn = np.random.default_rng(random_state).integers(0, n_positive, size=max_exact)
+        starts = np.concatenate([[0], np.cumsum(positive_rows)])
+        kept_rows = [
+            drawn[(drawn >= starts[i]) & (drawn < starts[i + 1])] - starts[i]
+            for i in range(len(positive_rows))
+        ]
+    tasks = [
+        (reader, i, int(rows), data.n_features, chunk_weights[i], parameters, kept_rows[i])
+        for i, (reader, rows) in enumerate(zip(data.readers, data.chunk_rows, strict=True))
+    ]
+    part: _ScorePart = chunk_map(_score_part, tasks, _add)
+    n_samples = float(data.n_samples if weights is None else weights.sum())
+    bic = -2.0 * part.total_log_likelihood + parameters.n_parameters * math.log(n_samples)
+    aic = -2.0 * part.total_log_likelihood + 2.0 * parameters.n_parameters
+    scores = ScoreDistribution(
+        np.sort(np.concatenate(part.kept)), n_positive, part.score_sum / n_positive, exact
+    )
+    return bic, aic, scores

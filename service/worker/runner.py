@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, undefer
 
 from .. import jobs, versions
 from ..config import Settings
-from ..datasets import load_matrix
+from ..datasets import remove_chunks, stored_matrix
 from ..db import Database
 from ..db.faults import is_transient, retry_transient
 from ..db.tables import DatasetRow, JobRow, ModelRow, VersionSource, utcnow
@@ -57,11 +57,12 @@ from ..gmm import (
     fit_mixture,
     select_mixture,
 )
-from ..gmm.chunked import ChunkedData, fit_chunked
+from ..gmm.chunked import ChunkedData, fit_chunked, score_chunked
 from ..gmm.selection import DEFAULT_TOL as SELECTION_DEFAULT_TOL
 from ..gmm.stepwise import update_mixture
 from ..heap import settle
 from ..idempotency import expire_keys
+from ..imports import ImportCancelled, ImportFailed, read_source, storage_options_for
 from ..matrices import array_from_blob
 from ..metrics import Metrics
 from ..models import fit_config
@@ -77,8 +78,11 @@ T = TypeVar("T")
 
 @dataclass
 class _FitInputs:
+    """What a job fits. ``data`` is the matrix in memory, or None when ``chunked``
+    holds a stored dataset too big for memory (read chunk by chunk from the store)."""
+
     model: ModelRow
-    data: np.ndarray
+    data: np.ndarray | None
     sample_weight: np.ndarray | None
     warm_start: MixtureParameters | None
     dataset_id: str | None
@@ -86,6 +90,7 @@ class _FitInputs:
     activate: bool
     kind: str
     options: dict[str, Any]
+    chunked: ChunkedData | None = None
 
 
 class _Lease:
@@ -222,19 +227,47 @@ class _Reporter:
         return not self.lease.touch(dict(self.progress), list(self.history))
 
 
-_CHUNK_BYTES = 64 << 20  # rows per chunk of the interim readers below: the store's size
+_CHUNK_BYTES = 64 << 20  # rows per chunk of a big matrix sent inline with the fit request
 
 
 def _chunks(inputs: _FitInputs) -> ChunkedData:
-    """The fit's rows as chunk readers.
-
-    INTERIM (issue #16): slices of the matrix already loaded from the database.
-    Replace with the blob store's reader (its chunk descriptors and per-chunk
-    readers), so that the rows are read chunk by chunk, by the Dask worker
-    itself on a cluster, instead of loaded whole and shipped with every task.
-    """
+    """The fit's rows as chunk readers: the stored dataset's chunks, read from the
+    blob store by whoever runs the pass (this worker, or a Dask worker); for data
+    sent inline with the request (bounded by the request size), slices of it."""
+    if inputs.chunked is not None:
+        return inputs.chunked
+    assert inputs.data is not None
     rows = max(1, _CHUNK_BYTES // (8 * inputs.data.shape[1]))
     return ChunkedData.from_array(inputs.data, rows)
+
+
+def _nbytes(inputs: _FitInputs) -> int:
+    if inputs.chunked is not None:
+        return 8 * inputs.chunked.n_samples * inputs.chunked.n_features
+    assert inputs.data is not None
+    return inputs.data.size * 8
+
+
+def _training_statistics(
+    inputs: _FitInputs, parameters: MixtureParameters
+) -> tuple[float, float, ScoreDistribution] | None:
+    """BIC, AIC and the training scores (chunk by chunk for a stored big dataset);
+    None when they are not finite."""
+    if inputs.chunked is not None:
+        bic, aic, scores = score_chunked(parameters, inputs.chunked, inputs.sample_weight)
+        finite = np.isfinite(scores.scores).all() and math.isfinite(scores.mean_score)
+    else:
+        bic, aic, log_likelihood = parameters.information_criteria(
+            inputs.data, inputs.sample_weight
+        )
+        finite = bool(np.isfinite(log_likelihood).all())
+        scores = (
+            ScoreDistribution.from_scores(-log_likelihood, inputs.sample_weight) if finite else None
+        )
+    if not (finite and math.isfinite(bic) and math.isfinite(aic)):
+        return None
+    assert scores is not None
+    return bic, aic, scores
 
 
 def _fit(inputs: _FitInputs, report: _Reporter, settings: Settings) -> _Outcome:
@@ -247,7 +280,7 @@ def _fit(inputs: _FitInputs, report: _Reporter, settings: Settings) -> _Outcome:
     options = dict(
         sample_weight=inputs.sample_weight, warm_start=inputs.warm_start, callback=on_iteration
     )
-    if inputs.data.size * 8 <= settings.in_memory_max_bytes:
+    if inputs.chunked is None and _nbytes(inputs) <= settings.in_memory_max_bytes:
         return _Outcome(fit_mixture(inputs.data, config, **options))
     if settings.dask_scheduler is None:
         return _Outcome(fit_chunked(_chunks(inputs), config, **options), engine="out_of_core")
@@ -521,11 +554,16 @@ class Worker:
         ).one()
         model = session.scalars(select(ModelRow).where(ModelRow.id == claim.model_id)).one()
         dataset_sha256 = None
+        chunked = None
         if job.dataset_id is not None:
-            data = load_matrix(session=session, dataset_id=job.dataset_id)
+            stored = stored_matrix(session=session, dataset_id=job.dataset_id)
             dataset_sha256 = session.scalar(
                 select(DatasetRow.sha256).where(DatasetRow.id == job.dataset_id)
             )
+            if job.kind == "fit" and stored.nbytes > self.settings.in_memory_max_bytes:
+                data, chunked = None, stored.chunked()  # never loaded whole
+            else:
+                data = stored.read_all()
         else:
             data = array_from_blob(job.data)
         weights = None if job.sample_weight is None else array_from_blob(job.sample_weight)
@@ -552,9 +590,13 @@ class Worker:
             job.activate,
             job.kind,
             job.options or {},
+            chunked,
         )
 
     def _run(self, claim: jobs.Claim) -> None:
+        if claim.model_id is None:  # an import: rows into a dataset, no model
+            self._import(claim)
+            return
         started = time.perf_counter()
         try:
             inputs = self._load(claim)
@@ -585,10 +627,8 @@ class Worker:
 
         fit = outcome.fit
         parameters = fit.parameters
-        bic, aic, log_likelihood = parameters.information_criteria(
-            inputs.data, inputs.sample_weight
-        )
-        if not (np.isfinite(log_likelihood).all() and math.isfinite(bic) and math.isfinite(aic)):
+        statistics = _training_statistics(inputs, parameters)
+        if statistics is None:
             # A summary of NaN or infinity would be stored as nothing a client can read.
             self._fail(
                 claim,
@@ -597,6 +637,7 @@ class Worker:
                 "the scale of the data (or of sample_weight) overflows float64; scale it",
             )
             return
+        bic, aic, scores = statistics
         summary = {
             "converged": fit.converged,
             "n_iter": fit.n_iter,
@@ -609,9 +650,8 @@ class Worker:
             **(outcome.summary or {}),
         }
         model = inputs.model
-        scores = outcome.training_scores or ScoreDistribution.from_scores(
-            -log_likelihood, inputs.sample_weight
-        )
+        if outcome.training_scores is not None:  # an update: the mixture's own draws
+            scores = outcome.training_scores
         threshold = scores.stored_threshold(model.contamination)
         new = versions.NewVersion(
             source=VersionSource(inputs.kind),
@@ -669,6 +709,142 @@ class Worker:
                 "n_iter": fit.n_iter,
                 "seconds": round(time.perf_counter() - started, 3),
             },
+        )
+
+    def _import(self, claim: jobs.Claim) -> None:
+        """Read an import's source into its dataset's chunks; ready only in the last commit."""
+        started = time.perf_counter()
+
+        def load(session: Session) -> tuple[str, dict[str, Any]]:
+            job = session.get(JobRow, claim.job_id)
+            return job.dataset_id, dict(job.options or {})
+
+        dataset_id, options = self.transaction("load the import", load)
+        store = self.database.blob_store
+        remove_chunks(store, dataset_id)  # what an earlier attempt wrote
+        with _Lease(self, claim) as lease:
+
+            def progress(done: int, total: int, rows: int) -> bool:
+                return lease.touch(
+                    {
+                        "init": 0,
+                        "n_init": 1,
+                        "iteration": done,
+                        "max_iter": total,
+                        "lower_bound": None,
+                        "rows_read": rows,
+                    }
+                )
+
+            try:
+                writer, files = read_source(
+                    source=options["source"],
+                    format=options["format"],
+                    columns=options.get("columns"),
+                    storage_options=storage_options_for(options["source"], self.settings),
+                    make_writer=lambda n_features: store.writer(dataset_id, n_features),
+                    progress=progress,
+                    max_features=self.settings.max_features,
+                )
+                written = writer.close()
+            except ImportCancelled:
+                remove_chunks(store, dataset_id)
+                self._import_stopped(claim, lease)
+                return
+            except ImportFailed as exc:
+                remove_chunks(store, dataset_id)
+                self._fail_import(claim, exc.kind, exc.detail)
+                return
+            except Exception as exc:
+                log.exception("import crashed", extra={"job_id": claim.job_id})
+                remove_chunks(store, dataset_id)
+                self._fail_import(claim, "internal_error", f"the import failed: {exc!r}")
+                return
+        dataset = {
+            "n_samples": written.n_samples,
+            "n_features": written.n_features,
+            "sha256": written.sha256,
+            "size_bytes": written.size_bytes,
+            "chunks": written.chunk_rows,
+        }
+        result = {
+            "dataset_id": dataset_id,
+            "n_samples": written.n_samples,
+            "n_features": written.n_features,
+            "files": files,
+        }
+        final = {
+            "init": 0,
+            "n_init": 1,
+            "iteration": files,
+            "max_iter": files,
+            "lower_bound": None,
+            "rows_read": written.n_samples,
+        }
+        stored = self.transaction(
+            "store the import",
+            lambda session: jobs.succeed_import(
+                session=session,
+                job_id=claim.job_id,
+                worker_id=self.worker_id,
+                dataset=dataset,
+                result=result,
+                progress=final,
+            ),
+        )
+        if not stored:  # cancelled at the last moment, or lost
+            remove_chunks(store, dataset_id)
+            self.transaction(
+                "finish a cancelled import",
+                lambda session: jobs.cancel_import(
+                    session=session, job_id=claim.job_id, worker_id=self.worker_id
+                ),
+            )
+        log.info(
+            "import finished",
+            extra={
+                "job_id": claim.job_id,
+                "stored": stored,
+                "rows": written.n_samples,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    def _import_stopped(self, claim: jobs.Claim, lease: _Lease) -> None:
+        if self.stop_event.is_set() and not lease.timed_out:
+            released = self.transaction(
+                "hand the import back",
+                lambda session: jobs.release(
+                    session=session, job_id=claim.job_id, worker_id=self.worker_id
+                ),
+            )
+            if released:
+                return
+        if lease.timed_out:
+            self._fail_import(
+                claim,
+                "timeout",
+                f"the import ran longer than {self.settings.job_timeout_seconds:g} s "
+                "(job_timeout_seconds)",
+            )
+            return
+        self.transaction(
+            "finish a cancelled import",
+            lambda session: jobs.cancel_import(
+                session=session, job_id=claim.job_id, worker_id=self.worker_id
+            ),
+        )
+
+    def _fail_import(self, claim: jobs.Claim, kind: str, detail: str) -> None:
+        log.info("import failed", extra={"job_id": claim.job_id, "error_type": kind})
+        self.transaction(
+            "record the import's failure",
+            lambda session: jobs.fail_import(
+                session=session,
+                job_id=claim.job_id,
+                worker_id=self.worker_id,
+                error={"type": kind, "detail": detail},
+            ),
         )
 
     def _stopped(self, claim: jobs.Claim, lease: _Lease) -> None:

@@ -1,5 +1,6 @@
 """Alembic: the same migrations on SQLite and PostgreSQL, up and down."""
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -10,11 +11,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
 from service.api import create_app
+from service.blobstore import BlobStore
+from service.datasets import stored_matrix
 from service.db import Database
 from service.db.migrate import current_revision, downgrade, head_revision, upgrade
-from service.db.tables import Base
+from service.db.tables import Base, DatasetRow
 from service.gmm import FitConfig, MixtureParameters, fit_mixture
-from service.matrices import array_to_blob
+from service.matrices import array_from_blob, array_to_blob
 
 
 def test_migrations_build_exactly_the_tables_the_code_declares(database):
@@ -117,4 +120,56 @@ def test_downgrade_puts_the_active_versions_parameters_back_on_the_model(databas
         ).scalar_one()
     assert MixtureParameters.from_bytes(blob).means.tolist() == parameters.means.tolist()
     upgrade(database.engine)
+    database.dispose()
+
+
+def _dataset_under_revision_0005(database: Database) -> np.ndarray:
+    """A dataset as the schema before the blob store kept it: one .npy blob in its row."""
+    data = np.random.default_rng(1).normal(size=(1000, 3))
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO datasets (id, tenant, name, n_samples, n_features, sha256, "
+                "size_bytes, data, created_at) VALUES ('ds_blob', 'public', 'old', 1000, 3, "
+                ":sha, 24000, :blob, :now)"
+            ),
+            {
+                "blob": array_to_blob(data),
+                "sha": hashlib.sha256(data.tobytes()).hexdigest(),
+                "now": datetime.now(UTC),
+            },
+        )
+    return data
+
+
+def test_upgrade_moves_each_datasets_blob_into_the_blob_store_without_loss(database_url, tmp_path):
+    store = BlobStore(str(tmp_path / "moved"), chunk_bytes=8000)  # 333 rows a chunk
+    database = Database(database_url, blob_store=store)
+    downgrade(database.engine, "0005", blob_store=store)
+    data = _dataset_under_revision_0005(database)
+    upgrade(database.engine, blob_store=store)
+    with database.session() as session:
+        row = session.get(DatasetRow, "ds_blob")
+        assert (row.status, row.chunks) == ("ready", [333, 333, 333, 1])
+        assert row.sha256 == hashlib.sha256(data.tobytes()).hexdigest()
+        np.testing.assert_array_equal(
+            stored_matrix(session=session, dataset_id="ds_blob").read_all(), data
+        )
+    assert "data" not in {c["name"] for c in inspect(database.engine).get_columns("datasets")}
+    database.dispose()
+
+
+def test_downgrade_brings_each_datasets_blob_back_into_its_row(database_url, tmp_path):
+    store = BlobStore(str(tmp_path / "moved"), chunk_bytes=8000)
+    database = Database(database_url, blob_store=store)
+    downgrade(database.engine, "0005", blob_store=store)
+    data = _dataset_under_revision_0005(database)
+    upgrade(database.engine, blob_store=store)
+    downgrade(database.engine, "0005", blob_store=store)
+    with database.engine.connect() as connection:
+        blob = connection.execute(
+            text("SELECT data FROM datasets WHERE id = 'ds_blob'")
+        ).scalar_one()
+    np.testing.assert_array_equal(array_from_blob(blob), data)
+    upgrade(database.engine, blob_store=store)
     database.dispose()
