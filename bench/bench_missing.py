@@ -11,8 +11,8 @@ at random). The workloads, each timed by ``MixtureParameters.score_samples``:
 * one pattern: the 100,000 rows with the same 4 features missing in all.
 
 Each repeat times every workload once, one after the other, and divides each
-time per row by the complete rows' time per row *of the same repeat*, so that a busy moment on
-a shared machine hits a workload and its reference alike. Printed per
+time per row by the complete rows' time per row *of the same repeat*, so that
+a busy moment on a shared machine hits a workload and its reference alike. Printed per
 workload: the median of those ratios over ``--repeats`` (at least 7), their
 spread (lowest and highest) and the best rates. BLAS is held to one thread
 for the whole run (threadpoolctl), the same for every workload; the core
