@@ -86,10 +86,10 @@ def _fitted_under_revision_0004(database: Database) -> tuple[str, MixtureParamet
 
 
 def test_upgrade_moves_each_fitted_models_parameters_into_an_active_version(database_url, settings):
-    database = Database(database_url)
-    downgrade(database.engine, "0004")
+    database = Database.from_settings(settings)  # its dataset goes to the test's blob store
+    downgrade(database.engine, "0004", blob_store=database.blob_store)
     model_id, parameters = _fitted_under_revision_0004(database)
-    upgrade(database.engine)
+    upgrade(database.engine, blob_store=database.blob_store)
     probe = np.array([[0.0, 0.0], [1.0, -1.0]])
     with TestClient(create_app(settings, database=database, embedded_worker=False)) as client:
         model = client.get(f"/v1/models/{model_id}").json()
@@ -108,18 +108,18 @@ def test_upgrade_moves_each_fitted_models_parameters_into_an_active_version(data
     database.dispose()
 
 
-def test_downgrade_puts_the_active_versions_parameters_back_on_the_model(database_url):
-    database = Database(database_url)
-    downgrade(database.engine, "0004")
+def test_downgrade_puts_the_active_versions_parameters_back_on_the_model(database_url, tmp_path):
+    database = Database(database_url, blob_store=BlobStore(str(tmp_path / "datasets")))
+    downgrade(database.engine, "0004", blob_store=database.blob_store)
     model_id, parameters = _fitted_under_revision_0004(database)
-    upgrade(database.engine)
-    downgrade(database.engine, "0004")
+    upgrade(database.engine, blob_store=database.blob_store)
+    downgrade(database.engine, "0004", blob_store=database.blob_store)
     with database.engine.connect() as connection:
         blob = connection.execute(
             text("SELECT parameters FROM models WHERE id = :id"), {"id": model_id}
         ).scalar_one()
     assert MixtureParameters.from_bytes(blob).means.tolist() == parameters.means.tolist()
-    upgrade(database.engine)
+    upgrade(database.engine, blob_store=database.blob_store)
     database.dispose()
 
 
