@@ -4,13 +4,24 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY service ./service
-COPY migrations ./migrations
-# The same install the tests exercise (pip install of this project), without the dev extra;
 # --build-arg EXTRAS=dask adds the Dask extra (the compose profile `dask` builds it so).
 ARG EXTRAS=
-RUN pip install ".${EXTRAS:+[$EXTRAS]}"
+# 1. The dependencies, from pyproject.toml alone and a stub package: this layer is
+#    rebuilt only when pyproject.toml (or EXTRAS) changes, not when the source does.
+COPY pyproject.toml ./
+RUN mkdir service && touch service/__init__.py README.md \
+ && pip install setuptools wheel ".${EXTRAS:+[$EXTRAS]}" \
+ && pip uninstall --yes gmm-service \
+ && rm -rf service README.md build *.egg-info
+# 2. This project: the same install the tests exercise (pip install of this project),
+#    without the dev extra; no dependency left to fetch, no build environment to make.
+COPY README.md ./
+COPY service ./service
+COPY migrations ./migrations
+RUN pip install --no-deps --no-build-isolation .
+# What the service never runs: the packages' test suites, the build tools.
+RUN find /opt/venv -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
+ && pip uninstall --yes setuptools wheel pip
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 gmm && mkdir /data && chown gmm /data
@@ -19,10 +30,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     GMM_HOST=0.0.0.0 \
     GMM_PORT=8000 \
-    GMM_DATA_DIR=/data
+    GMM_DATA_DIR=/data \
+    GMM_WORKER_HEARTBEAT_FILE=/tmp/gmm-worker.heartbeat
 USER gmm
 WORKDIR /home/gmm
 EXPOSE 8000
+# The API's check; compose gives the workers theirs (`gmm-service worker --check`).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
 CMD ["gmm-service", "serve"]

@@ -33,10 +33,21 @@ def test_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user():
 
 
 def test_dockerfile_installs_this_project_as_the_tests_do():
-    # this project, plus the extras a build asks for (--build-arg EXTRAS=dask)
-    assert re.search(r'^RUN pip install "\.\$\{EXTRAS:\+\[\$EXTRAS\]\}"$', _dockerfile(), re.M)
+    # the dependencies and the extras a build asks for (--build-arg EXTRAS=dask), then this project
+    text = _dockerfile()
+    assert re.search(r' pip install setuptools wheel "\.\$\{EXTRAS:\+\[\$EXTRAS\]\}"', text)
+    assert re.search(r"^RUN pip install --no-deps --no-build-isolation \.$", text, re.M)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["gmm-service"] == "service.cli:main"
+
+
+def test_dockerfile_installs_the_dependencies_in_a_layer_before_the_source():
+    # a change to the source rebuilds only the last, small layers
+    text = _dockerfile()
+    dependencies = text.index("COPY pyproject.toml ./")
+    assert dependencies < text.index("setuptools wheel") < text.index("COPY service ./service")
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".git", "**/__pycache__", "tests"} <= set(ignored)
 
 
 def test_dockerfile_sets_only_variables_the_settings_read():
@@ -63,6 +74,22 @@ def test_compose_services_wait_for_a_healthy_database_and_run_real_commands():
         assert program == "gmm-service" and command in main.commands
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert "--no-embedded-worker" in services["api"]["command"]
+
+
+def test_compose_gives_every_service_a_healthcheck_that_fits_what_it_runs():
+    # the image's HEALTHCHECK asks /healthz: right for the API, wrong for the rest
+    services = _compose()["services"]
+    for name in ("worker", "worker-dask"):
+        assert services[name]["healthcheck"]["test"] == ["CMD", "gmm-service", "worker", "--check"]
+    assert "--check" in main.commands["worker"].params[0].opts
+    for name in ("migrate", "dask-worker"):
+        assert services[name]["healthcheck"]["disable"] is True
+    assert "8786" in " ".join(services["dask-scheduler"]["healthcheck"]["test"])
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+
+
+def test_compose_publishes_the_api_on_api_port():
+    assert _compose()["services"]["api"]["ports"] == ["${API_PORT:-8000}:8000"]
 
 
 def test_compose_profile_dask_has_a_scheduler_workers_and_a_fit_worker_that_uses_them():
