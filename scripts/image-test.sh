@@ -19,7 +19,6 @@ CACHE=${GMM_IMAGE_CACHE:-/var/cache/gmm-service-images}
 PYTHON=${PYTHON:-.venv/bin/python}
 PROJECT=gmmimagetest
 SINGLE=gmm-image-test-single
-STANDIN_RECIPE=1 # bump when the stand-in recipes below change: the cache is rebuilt
 STATE=$(mktemp -d /tmp/gmm-image-test.XXXXXX)
 DOCKER=docker
 COMPOSE=()
@@ -166,6 +165,9 @@ debootstrap_into() { # folder, packages
       fail "debootstrap failed"
     }
   rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/log/*.log
+  # as Debian's slim images: no manuals, translations or documentation but the copyrights
+  rm -rf "$1"/usr/share/man/* "$1"/usr/share/info/* "$1"/usr/share/locale/* "$1"/usr/share/lintian
+  find "$1"/usr/share/doc -type f ! -name copyright -delete
 }
 
 python_standin() { # python:3.11-slim: Debian's python3.11, the host's CA bundle and pip's cert line
@@ -179,6 +181,7 @@ python_standin() { # python:3.11-slim: Debian's python3.11, the host's CA bundle
     printf '[global]\ncert = %s\n' "$cert" >"$root/etc/pip.conf"
   fi
 }
+PYTHON_RECIPE=2 # bump when the recipe changes: the cached stand-in is made again
 PYTHON_CHANGES=(--change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]')
 
 postgres_standin() { # postgres:15: Debian's postgresql-15 and an entrypoint for POSTGRES_*
@@ -205,7 +208,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     chown postgres /tmp/pwfile
     pwopt=--pwfile=/tmp/pwfile
   fi
-  as_postgres initdb -D "$PGDATA" -U "$user" ${pwopt:-} --auth-local=trust --auth-host="$auth" >/dev/null
+  as_postgres initdb -D "$PGDATA" -U "$user" ${pwopt:-} --auth-local=trust --auth-host="$auth" \
+    --encoding=UTF8 --locale=C.UTF-8 >/dev/null
   rm -f /tmp/pwfile
   echo "host all all all $auth" >>"$PGDATA/pg_hba.conf"
   if [ "$db" != postgres ]; then # on a socket pg_isready does not watch: not ready till the end
@@ -218,40 +222,46 @@ exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDAT
 ENTRYPOINT
   chmod 755 "$root/usr/local/bin/docker-entrypoint.sh"
 }
+POSTGRES_RECIPE=3 # bump when the recipe changes
 POSTGRES_CHANGES=(
   --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
   --change 'ENV PGDATA=/var/lib/postgresql/data'
   --change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]'
   --change 'CMD ["postgres"]'
   --change 'EXPOSE 5432'
-  --change 'STOPSIGNAL SIGINT'
 )
 
-ensure_base() { # tag, recipe, changes-array-name
-  local tag=$1 recipe=$2 tarball root
-  local -n changes=$3
-  $DOCKER image inspect "$tag" >/dev/null 2>&1 && return 0
+ensure_base() { # tag, recipe, its version, changes-array-name
+  local tag=$1 recipe=$2 version=$3 tarball root
+  local -n changes=$4
+  local made
+  # a pulled image has no stand-in label; a stand-in of an older recipe is made again
+  if made=$($DOCKER image inspect -f '{{index .Config.Labels "gmm-service.standin"}}' "$tag" 2>/dev/null); then
+    { [ -z "$made" ] || [ "$made" = "$version" ]; } && return 0
+  fi
   if timeout 120 $DOCKER pull -q "$tag" >/dev/null 2>&1; then
     log "pulled $tag"
     return 0
   fi
-  tarball="$CACHE/$(echo "$tag" | tr ':/' '--').standin-$STANDIN_RECIPE.tar"
+  tarball="$CACHE/$(echo "$tag" | tr ':/' '--').standin-$version.tar"
   if [ ! -s "$tarball" ]; then
     log "$tag cannot be pulled: making a stand-in from Debian packages (cached in $tarball)"
     root="$STATE/root-$recipe"
     "$recipe" "$root"
     mkdir -p "$CACHE"
+    rm -f "$CACHE/$(basename "${tarball%-*}")"-*.tar # older recipes
     tar -C "$root" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
     rm -rf "$root"
   fi
   log "importing the stand-in $tag from $tarball"
-  $DOCKER import "${changes[@]}" "$tarball" "$tag" >/dev/null || fail "docker import $tag failed"
+  $DOCKER import "${changes[@]}" --change "LABEL gmm-service.standin=$version" \
+    "$tarball" "$tag" >/dev/null || fail "docker import $tag failed"
 }
 
 # --- the checks ----------------------------------------------------------------
 
 build_image() {
-  ensure_base python:3.11-slim python_standin PYTHON_CHANGES
+  ensure_base python:3.11-slim python_standin "$PYTHON_RECIPE" PYTHON_CHANGES
   local began=$SECONDS
   $DOCKER build -t "$IMAGE" . >"$STATE/build.log" 2>&1 || {
     tail -40 "$STATE/build.log" >&2
@@ -299,7 +309,7 @@ service_containers() { "${COMPOSE[@]}" -p "$PROJECT" ps -q "$@"; }
 
 test_compose_stack() {
   ensure_compose
-  ensure_base postgres:15 postgres_standin POSTGRES_CHANGES
+  ensure_base postgres:15 postgres_standin "$POSTGRES_RECIPE" POSTGRES_CHANGES
   API_PORT=$(free_port)
   export API_PORT
   log "compose: up --build --scale worker=2 (API on 127.0.0.1:$API_PORT)"
