@@ -1,5 +1,6 @@
-# gmm-service: build a virtual environment, then copy it into a slim image.
-FROM python:3.11-slim AS build
+# gmm-service: a virtual environment built in two layers, dependencies then this project,
+# copied into a slim image as two layers too: a source change rebuilds only the small ones.
+FROM python:3.11-slim AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # binutils: `strip`, to drop the debug information some wheels ship in their extensions
 RUN apt-get update -qq \
@@ -10,10 +11,11 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # --build-arg EXTRAS=dask adds the Dask extra (the compose profile `dask` builds it so).
 ARG EXTRAS=
-# 1. The dependencies, from pyproject.toml alone and a stub package: this layer is
-#    rebuilt only when pyproject.toml (or EXTRAS) changes, not when the source does.
-#    Then what the service never runs: the packages' test suites, C and Cython
-#    sources and headers, type stubs, debug information (about 70 MB).
+# 1. The dependencies, from pyproject.toml alone and a stub package: rebuilt only when
+#    pyproject.toml (or EXTRAS) changes, not when the source does. Then what the service
+#    never runs: the packages' test suites, C and Cython sources and headers, type
+#    stubs, debug information (about 70 MB). /opt/runtime: the same without the build
+#    tools, the image's /opt/venv.
 COPY pyproject.toml ./
 RUN mkdir service && touch service/__init__.py README.md \
  && pip install setuptools wheel ".${EXTRAS:+[$EXTRAS]}" \
@@ -24,19 +26,28 @@ RUN mkdir service && touch service/__init__.py README.md \
  && find . -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pyi' -o -name '*.c' \
       -o -name '*.cpp' -o -name '*.h' \) -delete \
  && find . -name '*.so' -exec sh -c 'readelf -S "$1" | grep -q "\.debug_info"' _ {} \; \
-      -exec strip --strip-debug {} \;
+      -exec strip --strip-debug {} \; \
+ && cp -a /opt/venv /opt/runtime \
+ && /opt/runtime/bin/python -m pip uninstall --yes --quiet setuptools wheel pip
+
 # 2. This project: the same install the tests exercise (pip install of this project),
 #    without the dev extra; no dependency left to fetch, no build environment to make.
-#    Then the build tools leave the venv.
+#    /opt/project: the files it installed, laid out as in /opt/venv.
+FROM deps AS build
 COPY README.md ./
 COPY service ./service
 COPY migrations ./migrations
-RUN pip install --no-deps --no-build-isolation . \
- && pip uninstall --yes setuptools wheel pip
+RUN pip install --no-deps --no-build-isolation .
+RUN cd /opt/venv/lib/python3.11/site-packages \
+ && pip show --files gmm-service | sed -n 's/^  //p' | while read -r file; do \
+      target=/opt/project/$(realpath --relative-to=/opt/venv "$file"); \
+      mkdir -p "${target%/*}" && cp -p "$file" "$target"; \
+    done
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 gmm && mkdir /data && chown gmm /data
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/runtime /opt/venv
+COPY --from=build /opt/project/ /opt/venv/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     GMM_HOST=0.0.0.0 \

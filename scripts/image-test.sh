@@ -318,6 +318,7 @@ test_compose_stack() {
     tail -30 "$STATE/up.log" >&2
     fail "compose up failed"
   }
+  log "compose: the stack is up"
   local url="http://127.0.0.1:$API_PORT"
   "$PYTHON" scripts/image_api.py --url "$url" fit || fail "a fit through the stack's API failed"
 

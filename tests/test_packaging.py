@@ -25,8 +25,13 @@ def _dockerfile() -> str:
 
 def test_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user():
     text = _dockerfile()
-    assert len(re.findall(r"^FROM python:3\.11-slim", text, re.M)) == 2
-    assert "COPY --from=build /opt/venv /opt/venv" in text
+    assert re.findall(r"^FROM .*", text, re.M) == [
+        "FROM python:3.11-slim AS deps",
+        "FROM deps AS build",
+        "FROM python:3.11-slim",
+    ]
+    assert "COPY --from=deps /opt/runtime /opt/venv" in text  # the dependencies' layer
+    assert "COPY --from=build /opt/project/ /opt/venv/" in text  # this project's, small
     assert re.search(r"^USER gmm$", text, re.M)
     assert re.search(r"HEALTHCHECK .*\n.*/healthz", text)
     assert text.rstrip().endswith('CMD ["gmm-service", "serve"]')
