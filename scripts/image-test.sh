@@ -263,10 +263,14 @@ ensure_base() { # tag, recipe, its version, changes-array-name
 build_image() {
   ensure_base python:3.11-slim python_standin "$PYTHON_RECIPE" PYTHON_CHANGES
   local began=$SECONDS
-  $DOCKER build -t "$IMAGE" . >"$STATE/build.log" 2>&1 || {
+  $DOCKER build -t "$IMAGE" . 2>&1 | while IFS= read -r line; do
+    printf '%4d %s\n' "$((SECONDS - began))" "$line"
+  done >"$STATE/build.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || {
     tail -40 "$STATE/build.log" >&2
     fail "docker build failed"
   }
+  [ -z "${GMM_IMAGE_VERBOSE:-}" ] || cat "$STATE/build.log" >&2
   log "built $IMAGE in $((SECONDS - began)) s; $($DOCKER images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE")"
 }
 
