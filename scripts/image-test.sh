@@ -85,7 +85,8 @@ start_own_dockerd() {
   /usr/sbin/dockerd --host unix:///var/run/docker.sock --pidfile "$STATE/dockerd.pid" \
     >"$STATE/dockerd.log" 2>&1 &
   OWN_DOCKERD=$!
-  DOCKER=/usr/bin/docker # the client of the same release
+  DOCKER=/usr/bin/docker # the client of the same release, for compose's builds too
+  export PATH="/usr/bin:$PATH"
   for _ in $(seq 1 60); do
     $DOCKER info >/dev/null 2>&1 && return 0
     kill -0 "$OWN_DOCKERD" 2>/dev/null || break
@@ -141,6 +142,9 @@ ensure_compose() {
     # Debian has no `docker compose` v2 plugin; its docker-compose (1.29) reads our file
     command -v docker-compose >/dev/null || apt_install docker-compose
     COMPOSE=(docker-compose)
+    # its builds through the docker client: the same build context as `docker build`,
+    # so they hit the cache of the build just made (its own context misses it)
+    export COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
   fi
   log "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || echo '?'))"
 }
@@ -322,6 +326,7 @@ test_compose_stack() {
     tail -30 "$STATE/up.log" >&2
     fail "compose up failed"
   }
+  [ -z "${GMM_IMAGE_VERBOSE:-}" ] || grep -v '^ *---> \|^Removing interm' "$STATE/up.log" >&2
   log "compose: the stack is up"
   local url="http://127.0.0.1:$API_PORT"
   "$PYTHON" scripts/image_api.py --url "$url" fit || fail "a fit through the stack's API failed"
