@@ -3,6 +3,7 @@
 #
 #   scripts/image-test.sh build   # the image, gmm-service:latest (make image)
 #   scripts/image-test.sh test    # build, then run it alone and as the compose stack (make image-test)
+#   EXTRAS=dask GMM_IMAGE=gmm-service:dask scripts/image-test.sh build   # with the Dask extra
 #
 # Uses the machine's Docker daemon when one answers. Otherwise it installs Debian's
 # docker.io and docker-compose, starts its own dockerd, and on the way out stops it
@@ -49,7 +50,10 @@ cleanup() {
   if [ -n "$OWN_DOCKERD" ]; then
     stop_own_dockerd
   fi
-  rm -rf "$STATE"
+  # a debootstrap that failed may leave /proc or /sys mounted in its root: unmount first
+  awk -v state="$STATE" 'index($2, state) == 1 {print $2}' /proc/mounts | sort -r |
+    while read -r mount; do umount -l "$mount"; done
+  rm -rf --one-file-system "$STATE"
   if [ "$status" -eq 0 ]; then
     log "passed in $((SECONDS - STARTED)) s"
   else
@@ -255,7 +259,7 @@ ensure_base() { # tag, recipe, its version, changes-array-name
     mkdir -p "$CACHE"
     rm -f "$CACHE/$(basename "${tarball%-*}")"-*.tar # older recipes
     tar -C "$root" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
-    rm -rf "$root"
+    rm -rf --one-file-system "$root"
   fi
   log "importing the stand-in $tag from $tarball"
   $DOCKER import "${changes[@]}" --change "LABEL gmm-service.standin=$version" \
@@ -267,13 +271,14 @@ ensure_base() { # tag, recipe, its version, changes-array-name
 build_image() {
   ensure_base python:3.11-slim python_standin "$PYTHON_RECIPE" PYTHON_CHANGES
   local began=$SECONDS
-  $DOCKER build -t "$IMAGE" . 2>&1 | while IFS= read -r line; do
+  local args=()
+  [ -z "${EXTRAS:-}" ] || args=(--build-arg "EXTRAS=$EXTRAS")
+  if ! $DOCKER build "${args[@]}" -t "$IMAGE" . 2>&1 | while IFS= read -r line; do
     printf '%4d %s\n' "$((SECONDS - began))" "$line"
-  done >"$STATE/build.log"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || {
+  done >"$STATE/build.log"; then
     tail -40 "$STATE/build.log" >&2
     fail "docker build failed"
-  }
+  fi
   [ -z "${GMM_IMAGE_VERBOSE:-}" ] || cat "$STATE/build.log" >&2
   log "built $IMAGE in $((SECONDS - began)) s; $($DOCKER images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE")"
 }

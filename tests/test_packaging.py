@@ -120,3 +120,10 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = sorted(v for v in SETTINGS_VARIABLES if f"`{v}`" not in readme)
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+def test_ci_builds_and_runs_the_image_after_the_tests():
+    run = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert run.index("make image-test") > run.index("make test")
+    makefile = (ROOT / "Makefile").read_text()
+    assert "scripts/image-test.sh build" in makefile and "scripts/image-test.sh test" in makefile
