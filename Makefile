@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint format bench bench-quick bench-load bench-missing bench-select bench-serve bench-scale bench-update openapi clean
+.PHONY: serve test image image-test lint format bench bench-quick bench-load bench-missing bench-select bench-serve bench-scale bench-update openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,21 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
+## image: build the Docker image gmm-service:latest (see scripts/image-test.sh)
+image: $(VENV)/.installed
+	PYTHON=$(BIN)/python scripts/image-test.sh build
+
+## image-test: build the image, then run it alone and as the compose stack (2 workers)
+image-test: $(VENV)/.installed
+	PYTHON=$(BIN)/python scripts/image-test.sh test
+
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check service tests bench migrations
-	$(BIN)/ruff format --check service tests bench migrations
+	$(BIN)/ruff check service tests bench migrations scripts
+	$(BIN)/ruff format --check service tests bench migrations scripts
 
 format: $(VENV)/.installed-dev
-	$(BIN)/ruff check --fix service tests bench migrations
-	$(BIN)/ruff format service tests bench migrations
+	$(BIN)/ruff check --fix service tests bench migrations scripts
+	$(BIN)/ruff format service tests bench migrations scripts
 
 openapi: $(VENV)/.installed
 	$(BIN)/gmm-service openapi

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(0.2, gt=0, description="Idle wait between claims.")
     lease_seconds: float = Field(30.0, gt=0, description="A job's lease; renewed while it runs.")
     max_attempts: int = Field(3, ge=1, description="Runs of one job before it fails for good.")
+    worker_heartbeat_file: Path | None = Field(
+        None,
+        description="File a worker touches while it lives (each loop and lease renewal); "
+        "`gmm-service worker --check` reads its age. Unset: no file.",
+    )
     progress_interval_seconds: float = Field(
         0.25, ge=0, description="Least time between progress writes of a running fit."
     )

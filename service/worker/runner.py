@@ -66,6 +66,7 @@ from ..imports import ImportCancelled, ImportFailed, read_source, storage_option
 from ..matrices import array_from_blob
 from ..metrics import Metrics
 from ..models import fit_config
+from .heartbeat import HeartbeatFile
 
 __all__ = ["Worker"]
 
@@ -186,7 +187,7 @@ class _Lease:
                     "lease renewed after a database outage", extra={"job_id": self.claim.job_id}
                 )
             self._failing = False
-            self.worker.last_heartbeat = now
+            self.worker.beat(now)
             self._pending = self._pending_history = None
             if not held:
                 self.stopped = True
@@ -395,6 +396,11 @@ class Worker:
         self._stopping_since: float | None = None
         self._current: jobs.Claim | None = None  # the job being run
         self.last_heartbeat = time.monotonic()
+        self._heartbeat_file = (
+            HeartbeatFile(settings.worker_heartbeat_file)
+            if settings.worker_heartbeat_file
+            else None
+        )
         self._thread: threading.Thread | None = None
 
     # --- the database, through its blinks ----------------------------------------
@@ -453,7 +459,7 @@ class Worker:
         next_chores = 0.0
         backoff = _RETRY_FIRST
         while not self.stop_event.is_set():
-            self.last_heartbeat = time.monotonic()
+            self.beat(time.monotonic())
             if self.last_heartbeat >= next_chores:
                 next_chores = self.last_heartbeat + _HOUSEKEEPING_SECONDS
                 try:
@@ -478,6 +484,12 @@ class Worker:
             else:
                 self.stop_event.wait(self.settings.worker_poll_seconds)
         log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    def beat(self, now: float) -> None:
+        """A sign of life: between claims, and at each lease renewal of a running job."""
+        self.last_heartbeat = now
+        if self._heartbeat_file is not None:
+            self._heartbeat_file.beat(now)
 
     def healthy(self) -> bool:
         """Its thread runs and it has beaten recently (between claims or while fitting)."""
