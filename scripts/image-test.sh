@@ -280,6 +280,10 @@ build_image() {
     fail "docker build failed"
   fi
   [ -z "${GMM_IMAGE_VERBOSE:-}" ] || cat "$STATE/build.log" >&2
+  # what the image runs imports (nothing the slimming removed is needed)
+  local modules="service.api, service.worker.runner, service.gmm.chunked"
+  [[ ${EXTRAS:-} != *dask* ]] || modules="$modules, distributed, service.gmm.on_dask"
+  $DOCKER run --rm "$IMAGE" python -c "import $modules" || fail "the image cannot import $modules"
   log "built $IMAGE in $((SECONDS - began)) s; $($DOCKER images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE")"
 }
 
