@@ -20,6 +20,7 @@ import hashlib
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -248,6 +249,36 @@ class BlobStore:
 
     def exists(self, dataset_id: str) -> bool:
         return bool(self.fs.exists(self._folder(dataset_id)))
+
+    # --- listing -------------------------------------------------------------------
+
+    def dataset_ids(self) -> list[str]:
+        """The datasets that have a folder of chunks in the store (listed afresh)."""
+        self.fs.invalidate_cache(self.root)
+        try:
+            entries = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:  # nothing stored yet
+            return []
+        return sorted(name.rstrip("/").rsplit("/", 1)[-1] for name in entries)
+
+    def last_written(self, dataset_id: str) -> datetime | None:
+        """When the newest chunk of a dataset was written (None: no chunk)."""
+        folder = self._folder(dataset_id)
+        self.fs.invalidate_cache(folder)
+        try:
+            entries = self.fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return None
+        times = [_modified(entry) for entry in entries if entry.get("type") == "file"]
+        return max(times) if times else None
+
+
+def _modified(entry: dict[str, Any]) -> datetime:
+    """A listing entry's modification time: ``mtime`` (a local folder) or
+    ``LastModified`` (S3)."""
+    if "LastModified" in entry:
+        return entry["LastModified"].astimezone(UTC)
+    return datetime.fromtimestamp(entry["mtime"], tz=UTC)
 
 
 class MatrixWriter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -25,6 +26,7 @@ __all__ = [
     "remove_chunks",
     "require_ready",
     "stored_matrix",
+    "sweep_chunks",
 ]
 
 log = logging.getLogger("service.datasets")
@@ -140,3 +142,38 @@ def remove_chunks(store: BlobStore, dataset_id: str) -> None:
         store.delete(dataset_id)
     except OSError:
         log.warning("dataset chunks not removed", extra={"dataset_id": dataset_id}, exc_info=True)
+
+
+def sweep_chunks(
+    *, session: Session, store: BlobStore, now: datetime, grace: timedelta
+) -> list[str]:
+    """Remove the chunks no ready or importing dataset stands for; the ids removed.
+
+    Such chunks are left when a process dies between writing them and its
+    database commit: a worker that died for good in an import (its dataset is
+    ``failed``), an API process that died in a streamed upload (chunks are
+    written before the dataset's row), or between deleting a dataset's row and
+    its chunks. Chunks without a row are left alone until their newest chunk
+    is older than ``grace``: an upload still arriving writes a chunk every
+    ``GMM_CHUNK_BYTES``, and its row comes with its last one.
+    """
+    stored = store.dataset_ids()
+    if not stored:
+        return []
+    statuses = dict(
+        session.execute(
+            select(DatasetRow.id, DatasetRow.status).where(DatasetRow.id.in_(stored))
+        ).all()
+    )
+    removed = []
+    for dataset_id in stored:
+        status = statuses.get(dataset_id)
+        if status in (DatasetStatus.ready, DatasetStatus.importing):
+            continue
+        if status is None:
+            written = store.last_written(dataset_id)
+            if written is not None and now - written < grace:
+                continue
+        remove_chunks(store, dataset_id)
+        removed.append(dataset_id)
+    return removed

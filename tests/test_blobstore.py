@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -86,3 +87,20 @@ def test_an_aborted_writer_leaves_nothing(store):
     writer.append(MATRIX)
     writer.abort()
     assert not store.exists("ds_a")
+
+
+def test_the_store_lists_the_datasets_it_holds_chunks_for(store):
+    assert store.dataset_ids() == []
+    store.write_matrix("ds_b", MATRIX)
+    store.write_matrix("ds_a", MATRIX[:5])
+    assert store.dataset_ids() == ["ds_a", "ds_b"]
+    store.delete("ds_b")
+    assert store.dataset_ids() == ["ds_a"]
+
+
+def test_last_written_is_when_the_newest_chunk_was_written(store):
+    before = datetime.now(UTC) - timedelta(seconds=5)  # S3 times are whole seconds
+    store.write_matrix("ds_a", MATRIX)
+    written = store.last_written("ds_a")
+    assert before <= written <= datetime.now(UTC) + timedelta(seconds=1)
+    assert store.last_written("ds_none") is None

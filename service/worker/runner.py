@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, undefer
 
 from .. import jobs, versions
 from ..config import Settings
-from ..datasets import remove_chunks, stored_matrix
+from ..datasets import remove_chunks, stored_matrix, sweep_chunks
 from ..db import Database
 from ..db.faults import is_transient, retry_transient
 from ..db.tables import DatasetRow, JobRow, ModelRow, VersionSource, utcnow
@@ -72,6 +72,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("service.worker")
 _HOUSEKEEPING_SECONDS = 300.0
+_ORPHAN_GRACE = timedelta(hours=1)  # chunks without a dataset row this old are removed
 _RETRY_FIRST, _RETRY_MAX = 0.1, 2.0  # backoff between tries while the database is away
 
 T = TypeVar("T")
@@ -441,14 +442,21 @@ class Worker:
     # --- running ------------------------------------------------------------------
 
     def housekeeping(self) -> None:
-        """Chores between jobs: forget Idempotency-Key answers past their TTL, and
-        model versions beyond the newest ``keep_versions`` (never an active one)."""
-        before = utcnow() - timedelta(hours=self.settings.idempotency_ttl_hours)
+        """Chores between jobs: forget Idempotency-Key answers past their TTL, model
+        versions beyond the newest ``keep_versions`` (never an active one), and
+        dataset chunks no dataset stands for (:func:`~service.datasets.sweep_chunks`)."""
+        now = utcnow()
+        before = now - timedelta(hours=self.settings.idempotency_ttl_hours)
         with self.database.session() as session:
             expired = expire_keys(session=session, before=before)
             forgotten = versions.forget_old_versions(
                 session=session, keep=self.settings.keep_versions
             )
+            swept = sweep_chunks(
+                session=session, store=self.database.blob_store, now=now, grace=_ORPHAN_GRACE
+            )
+        if swept:
+            log.info("orphaned dataset chunks removed", extra={"dataset_ids": swept})
         if expired:
             log.info("idempotency keys expired", extra={"count": expired})
         if forgotten:

@@ -1,12 +1,18 @@
-"""The worker's chores: old model versions are forgotten, never the active one."""
+"""The worker's chores: old model versions are forgotten, never the active one; dataset
+chunks nothing stands for are removed."""
 
 from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
 
 from service import versions
-from service.db.tables import PUBLIC_TENANT, ModelVersionRow
+from service.datasets import load_matrix, register_dataset
+from service.db.tables import PUBLIC_TENANT, DatasetStatus, ModelVersionRow, new_id
 from service.models import create_model
 from service.worker import Worker
 
@@ -69,3 +75,61 @@ def test_forgotten_versions_leave_the_served_one_answering(database, settings):
     with database.session() as session:
         parameters = versions.load_parameters(session=session, model_id=model_id, version=4)
     assert np.isfinite(parameters.score_samples(np.zeros((1, 2)))).all()
+
+
+def _stored_dataset(database, status: DatasetStatus | None) -> str:
+    """Chunks in the store and, unless ``status`` is None, a dataset row with that status."""
+    store = database.blob_store
+    dataset_id = new_id("ds")
+    written = store.write_matrix(dataset_id, np.zeros((10, 2)))
+    if status is not None:
+        with database.session() as session:
+            row = register_dataset(
+                session=session,
+                dataset_id=dataset_id,
+                tenant=PUBLIC_TENANT,
+                name=None,
+                written=written,
+            )
+            row.status = status
+    return dataset_id
+
+
+def _age(database, dataset_id: str, hours: float) -> None:
+    """Make a folder store's chunks look ``hours`` old."""
+    folder = Path(database.blob_store.root) / dataset_id
+    then = time.time() - hours * 3600
+    for chunk in folder.iterdir():
+        os.utime(chunk, (then, then))
+
+
+def test_housekeeping_removes_the_chunks_of_a_failed_dataset(database, settings):
+    failed = _stored_dataset(database, DatasetStatus.failed)
+    Worker(database, settings).housekeeping()
+    assert not database.blob_store.exists(failed)
+
+
+def test_housekeeping_removes_old_chunks_that_no_dataset_row_stands_for(database, settings):
+    orphan = _stored_dataset(database, None)
+    _age(database, orphan, hours=2)
+    Worker(database, settings).housekeeping()
+    assert not database.blob_store.exists(orphan)
+
+
+def test_housekeeping_leaves_the_chunks_of_an_upload_still_arriving(database, settings):
+    arriving = _stored_dataset(database, None)  # its row comes with its last chunk
+    Worker(database, settings).housekeeping()
+    assert database.blob_store.exists(arriving)
+
+
+def test_housekeeping_leaves_ready_and_importing_datasets_whatever_their_age(database, settings):
+    kept = [
+        _stored_dataset(database, status)
+        for status in (DatasetStatus.ready, DatasetStatus.importing)
+    ]
+    for dataset_id in kept:
+        _age(database, dataset_id, hours=48)
+    Worker(database, settings).housekeeping()
+    assert all(database.blob_store.exists(dataset_id) for dataset_id in kept)
+    with database.session() as session:
+        assert load_matrix(session=session, dataset_id=kept[0]).shape == (10, 2)
