@@ -37,7 +37,7 @@ from .selection import (
     SelectionResult,
     select_mixture,
 )
-from .stepwise import StepwiseUpdate, implied_statistics, update_mixture
+from .stepwise import StepwiseUpdate, implied_statistics, update_mixture, update_mixture_chunked
 
 if TYPE_CHECKING:
     from .estimator import GaussianMixture
@@ -72,6 +72,7 @@ __all__ = [
     "implied_statistics",
     "select_mixture",
     "update_mixture",
+    "update_mixture_chunked",
 ]
 
 

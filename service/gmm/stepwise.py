@@ -34,17 +34,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ._validation import check_data
+from .chunked import (
+    ChunkedData,
+    ChunkMap,
+    _add,
+    _chunk_statistics,
+    _summarise,
+    _tied_part,
+    local_chunk_map,
+)
 from .covariance import SufficientStatistics
 from .em import FitConfig, _m_step, _noise_floor
-from .errors import InvalidParameterError
+from .errors import InvalidDataError, InvalidParameterError
 from .kernels import ScoringKernel, e_step_statistics, tied_second_moment
 from .mixture import MixtureParameters
 
-__all__ = ["StepwiseUpdate", "implied_statistics", "update_mixture"]
+__all__ = ["StepwiseUpdate", "implied_statistics", "update_mixture", "update_mixture_chunked"]
 
 
 @dataclass(frozen=True)
@@ -226,30 +236,97 @@ def update_mixture(
     _check_arguments(params, n_effective, learning_rate, reg_covar)
     X = check_data(X, n_features=params.n_features, dtype=np.float64)
     n_samples = X.shape[0]
+    rho = _learning_rate(n_samples, n_effective, learning_rate)
+
+    # Centred on the new rows, as a fit centres its data, so raw moments stay accurate.
+    center = X.mean(axis=0)
+    centred = X - center
+    kernel = _centred_kernel(params, center)
+    new = e_step_statistics(centred, None, kernel)
+    if params.covariance_type == "tied":
+        new.second_moment = tied_second_moment(centred, None)
+    return _blend(params, new, n_samples, center, float(np.max(np.abs(centred))), rho, reg_covar)
+
+
+def update_mixture_chunked(
+    params: MixtureParameters,
+    data: ChunkedData,
+    *,
+    n_effective: float | None,
+    learning_rate: float | None = None,
+    reg_covar: float = 1e-6,
+    chunk_map: ChunkMap | None = None,
+) -> StepwiseUpdate:
+    """:func:`update_mixture` with the new rows held as row chunks (a stored dataset).
+
+    Two passes over the chunks (their mean and range, then the E-step's
+    statistics; three for ``tied``), each chunk read by ``chunk_map`` as in
+    :func:`.chunked.fit_chunked`; memory beyond the parameters is a chunk. The
+    same answer as :func:`update_mixture` on the whole matrix, up to the order
+    of the sums.
+    """
+    _check_arguments(params, n_effective, learning_rate, reg_covar)
+    if data.n_features != params.n_features:
+        raise InvalidDataError(
+            f"the data have {data.n_features} features; the mixture has {params.n_features}"
+        )
+    chunk_map = chunk_map or local_chunk_map
+    n_samples = data.n_samples
+    if n_samples < 1:
+        raise InvalidDataError("an update needs at least one row")
+    rho = _learning_rate(n_samples, n_effective, learning_rate)
+
+    def tasks(*shared: Any) -> list[tuple[Any, ...]]:
+        return [
+            (reader, i, int(rows), data.n_features, None, *shared)
+            for i, (reader, rows) in enumerate(zip(data.readers, data.chunk_rows, strict=True))
+        ]
+
+    summary = chunk_map(_summarise, tasks(np.empty(0, dtype=np.int64)), _add)
+    if not (np.all(np.isfinite(summary.minimum)) and np.all(np.isfinite(summary.maximum))):
+        raise InvalidDataError("the data contain NaN or infinite values")
+    center = summary.weighted_sum / n_samples
+    kernel = _centred_kernel(params, center)
+    new = chunk_map(_chunk_statistics, tasks(center, kernel, True), _add)
+    if params.covariance_type == "tied":
+        new.second_moment = chunk_map(_tied_part, tasks(center, np.float64), _add)
+    largest = float(np.max(np.maximum(summary.maximum - center, center - summary.minimum)))
+    return _blend(params, new, n_samples, center, largest, rho, reg_covar)
+
+
+def _learning_rate(n_samples: int, n_effective: float | None, learning_rate: float | None) -> float:
     if learning_rate is None:
         assert n_effective is not None
-        rho = n_samples / (n_effective + n_samples)
-    else:
-        rho = float(learning_rate)
+        return n_samples / (n_effective + n_samples)
+    return float(learning_rate)
+
+
+def _centred_kernel(params: MixtureParameters, center: np.ndarray) -> ScoringKernel:
+    return ScoringKernel.build(
+        params.weights, params.means - center, params.precisions_cholesky, params.covariance_type
+    )
+
+
+def _blend(
+    params: MixtureParameters,
+    new: SufficientStatistics,
+    n_samples: int,
+    center: np.ndarray,
+    largest: float,
+    rho: float,
+    reg_covar: float,
+) -> StepwiseUpdate:
+    """The M-step of the old statistics blended with the new rows' (``largest``: the
+    new rows' largest distance from ``center`` in any feature)."""
     config = FitConfig(
         n_components=params.n_components,
         covariance_type=params.covariance_type,
         reg_covar=reg_covar,
     )
-
-    # Centred on the new rows, as a fit centres its data, so raw moments stay accurate.
-    center = X.mean(axis=0)
-    centred = X - center
-    kernel = ScoringKernel.build(
-        params.weights, params.means - center, params.precisions_cholesky, params.covariance_type
-    )
-    new = e_step_statistics(centred, None, kernel)
-    if params.covariance_type == "tied":
-        new.second_moment = tied_second_moment(centred, None)
     old = implied_statistics(params, 1.0, reg_covar=reg_covar, center=center)
     blended = _scaled(old, 1.0 - rho) + _scaled(new, rho / n_samples)
 
-    scale = max(float(np.max(np.abs(centred))), float(np.max(np.abs(params.means - center))))
+    scale = max(largest, float(np.max(np.abs(params.means - center))))
     tied = blended.second_moment if params.covariance_type == "tied" else None
     nk, means, covariances, precisions_cholesky = _m_step(
         blended, config, tied, _noise_floor(scale)

@@ -59,7 +59,7 @@ from ..gmm import (
 )
 from ..gmm.chunked import ChunkedData, fit_chunked, score_chunked
 from ..gmm.selection import DEFAULT_TOL as SELECTION_DEFAULT_TOL
-from ..gmm.stepwise import update_mixture
+from ..gmm.stepwise import update_mixture, update_mixture_chunked
 from ..heap import settle
 from ..idempotency import expire_keys
 from ..imports import ImportCancelled, ImportFailed, read_source, storage_options_for
@@ -343,13 +343,15 @@ def _update(inputs: _FitInputs, report: _Reporter) -> _Outcome:
     """
     options = inputs.options
     assert inputs.warm_start is not None
-    step = update_mixture(
-        inputs.warm_start,
-        inputs.data,
+    arguments = dict(
         n_effective=options["n_effective"],
         learning_rate=options["learning_rate"],
         reg_covar=options["reg_covar"],
     )
+    if inputs.chunked is not None:  # a stored dataset too big for memory
+        step = update_mixture_chunked(inputs.warm_start, inputs.chunked, **arguments)
+    else:
+        step = update_mixture(inputs.warm_start, inputs.data, **arguments)
     report.iteration(step.log_likelihood, init=0, n_init=1, iteration=1, max_iter=1)
     fit = FitResult(
         step.parameters,
@@ -366,6 +368,7 @@ def _update(inputs: _FitInputs, report: _Reporter) -> _Outcome:
     }
     return _Outcome(
         fit,
+        engine="in_memory" if inputs.chunked is None else "out_of_core",
         summary={"update": update},
         training_scores=versions.own_scores(step.parameters),
     )
@@ -580,7 +583,7 @@ class Worker:
             dataset_sha256 = session.scalar(
                 select(DatasetRow.sha256).where(DatasetRow.id == job.dataset_id)
             )
-            if job.kind == "fit" and stored.nbytes > self.settings.in_memory_max_bytes:
+            if job.kind in ("fit", "update") and stored.nbytes > self.settings.in_memory_max_bytes:
                 data, chunked = None, stored.chunked()  # never loaded whole
             else:
                 data = stored.read_all()

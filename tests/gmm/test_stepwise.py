@@ -14,9 +14,10 @@ from service.gmm import (
     estimate_parameters,
     fit_mixture,
 )
+from service.gmm.chunked import ArrayChunk, ChunkedData
 from service.gmm.covariance import SufficientStatistics
 from service.gmm.kernels import accumulate_statistics, tied_second_moment
-from service.gmm.stepwise import implied_statistics, update_mixture
+from service.gmm.stepwise import implied_statistics, update_mixture, update_mixture_chunked
 
 from .conftest import make_blobs
 
@@ -290,3 +291,40 @@ def test_rows_with_nan_are_refused_naming_the_row(data: np.ndarray) -> None:
 def test_params_must_be_mixture_parameters(data: np.ndarray) -> None:
     with pytest.raises(InvalidParameterError, match="MixtureParameters"):
         update_mixture({"weights": [1.0]}, data, n_effective=10)  # type: ignore[arg-type]
+
+
+# --- new rows held as chunks ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("learning_rate", [None, 0.3])
+def test_an_update_from_chunks_equals_the_update_from_the_whole_matrix(
+    data: np.ndarray, covariance_type: str, learning_rate: float | None
+) -> None:
+    params, _ = _fitted(data[:600], covariance_type)
+    new = data[600:]
+    options = dict(n_effective=600, learning_rate=learning_rate, reg_covar=REG)
+    whole = update_mixture(params, new, **options)
+    chunked = update_mixture_chunked(params, ChunkedData.from_array(new, 70), **options)
+    _assert_same(chunked.parameters, whole.parameters, atol=1e-10)
+    assert (chunked.n_effective, chunked.learning_rate, chunked.n_samples) == pytest.approx(
+        (whole.n_effective, whole.learning_rate, whole.n_samples), rel=1e-12
+    )
+    assert chunked.log_likelihood == pytest.approx(whole.log_likelihood, rel=1e-12)
+
+
+def test_chunks_of_another_width_are_refused(data: np.ndarray) -> None:
+    params, _ = _fitted(data[:600], "full")
+    with pytest.raises(InvalidDataError, match="features"):
+        update_mixture_chunked(
+            params, ChunkedData.from_array(data[600:, :2], 70), n_effective=600, reg_covar=REG
+        )
+
+
+def test_chunks_holding_nan_are_refused(data: np.ndarray) -> None:
+    params, _ = _fitted(data[:600], "diag")
+    new = data[600:].copy()
+    new[150, 1] = np.nan
+    chunks = ChunkedData([ArrayChunk(new[:100]), ArrayChunk(new[100:])], [100, 200], 3)
+    with pytest.raises(InvalidDataError, match="NaN"):
+        update_mixture_chunked(params, chunks, n_effective=600, reg_covar=REG)

@@ -15,6 +15,7 @@ from service.db import Database
 from service.db.tables import PUBLIC_TENANT, JobRow, JobStatus, ModelVersionRow
 from service.gmm import ScoreDistribution
 from service.models import create_model, request_fit
+from service.updates import request_update
 from service.worker.runner import Worker
 
 from ..gmm.conftest import make_blobs
@@ -117,3 +118,55 @@ def test_on_dask_the_workers_read_the_stored_chunks_themselves(chunked_database,
         np.testing.assert_allclose(
             getattr(parameters, name), getattr(expected, name), rtol=1e-10, atol=1e-10
         )
+
+
+def _update_stored(database: Database, settings, model_id: str, learning_rate: float | None):
+    new_rows = make_blobs(8, 2000, 3, 3, spread=6.0) + 0.5
+    with database.session() as session:
+        dataset = create_dataset(session=session, tenant=PUBLIC_TENANT, name=None, matrix=new_rows)
+        assert len(dataset.chunks) > 1
+        job = request_update(
+            session=session,
+            tenant=PUBLIC_TENANT,
+            model_id=model_id,
+            dataset_id=dataset.id,
+            data=None,
+            learning_rate=learning_rate,
+            activate=False,
+        )
+        job_id = job.id
+    assert Worker(database, settings).run_once()
+    with database.session() as session:
+        job = session.scalars(select(JobRow).where(JobRow.id == job_id)).one()
+        assert job.status == JobStatus.succeeded, job.error
+        version = session.scalars(
+            select(ModelVersionRow.version).where(ModelVersionRow.job_id == job_id)
+        ).one()
+        return job, versions.load_parameters(session=session, model_id=model_id, version=version)
+
+
+@pytest.mark.parametrize("learning_rate", [None, 0.25])
+def test_a_big_stored_dataset_updates_a_model_chunk_by_chunk_with_the_in_memory_answer(
+    chunked_database, settings, monkeypatch, learning_rate
+):
+    job, _, _, _ = _fit_stored(chunked_database, settings)
+    model_id = job.model_id
+    in_memory_job, expected = _update_stored(chunked_database, settings, model_id, learning_rate)
+
+    def never_whole(self):
+        raise AssertionError("the big dataset was loaded whole")
+
+    monkeypatch.setattr(StoredMatrix, "read_all", never_whole)
+    big = settings.model_copy(update={"in_memory_max_bytes": 1})
+    chunked_job, parameters = _update_stored(chunked_database, big, model_id, learning_rate)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(
+            getattr(parameters, name), getattr(expected, name), rtol=1e-10, atol=1e-10
+        )
+    assert chunked_job.result["update"] == pytest.approx(in_memory_job.result["update"])
+    assert (in_memory_job.result["engine"], chunked_job.result["engine"]) == (
+        "in_memory",
+        "out_of_core",
+    )
+    for name in ("bic", "aic", "lower_bound"):
+        assert chunked_job.result[name] == pytest.approx(in_memory_job.result[name], rel=1e-10)
