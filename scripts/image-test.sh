@@ -283,8 +283,14 @@ build_image() {
   # what the image runs imports (nothing the slimming removed is needed)
   local modules="service.api, service.worker.runner, service.gmm.chunked"
   [[ ${EXTRAS:-} != *dask* ]] || modules="$modules, distributed, service.gmm.on_dask"
+  [[ ${EXTRAS:-} != *imports* ]] || modules="$modules, pyarrow.parquet, pyarrow.csv"
   $DOCKER run --rm "$IMAGE" python -c "import $modules" || fail "the image cannot import $modules"
   log "built $IMAGE in $((SECONDS - began)) s; $($DOCKER images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE")"
+  if [ -z "${EXTRAS:-}" ]; then # the slim image's bar (issue 18): under 400 MB
+    local size
+    size=$($DOCKER image inspect -f '{{.Size}}' "$IMAGE")
+    [ "$size" -lt 400000000 ] || fail "the image is $((size / 1000000)) MB, over 400 MB"
+  fi
 }
 
 health_of() { $DOCKER inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1"; }

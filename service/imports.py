@@ -17,6 +17,7 @@ is ever ready.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,30 @@ def storage_options_for(source: str, settings: Settings) -> dict[str, Any]:
     return {}
 
 
+ARROW_MISSING = (
+    "Parquet and CSV imports need pyarrow: pip install 'gmm-service[imports]' "
+    "(the image: docker build --build-arg EXTRAS=imports)"
+)
+
+
+def arrow_installed() -> bool:
+    """Whether pyarrow (the ``imports`` extra) can be imported here."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _arrow(module: str) -> Any:
+    """``pyarrow`` or one of its modules; a failed import job without it (a worker
+    built without the ``imports`` extra)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportFailed("import_unreadable", ARROW_MISSING) from None
+
+
 def check_source(source: str, settings: Settings) -> None:
     """422 unless the source is ``s3://...`` or a ``file://`` path under GMM_IMPORT_ROOTS."""
     try:
@@ -115,6 +140,11 @@ def request_import(
 ) -> JobRow:
     """Create the dataset (importing) and queue the job that fills it."""
     check_source(source, settings)
+    if format != "npy" and not arrow_installed():
+        raise Invalid(
+            f"{format} imports need pyarrow, which this server does not have",
+            [FieldError("#/format", f"{ARROW_MISSING}; npy needs nothing more")],
+        )
     if columns is not None and format == "npy":
         raise Invalid(
             "columns apply to Parquet and CSV sources, not .npy",
@@ -230,7 +260,7 @@ def _is_number(arrow_type) -> bool:
 
 
 def _read_parquet(fs, path: str, columns: list[str] | None, target: _Target, tick) -> None:
-    import pyarrow.parquet as pq
+    pq = _arrow("pyarrow.parquet")
 
     with fs.open(path, "rb") as handle:
         parquet = pq.ParquetFile(handle)
@@ -277,9 +307,7 @@ def _first_bad_number(values: list[str]) -> int:
 
 
 def _read_csv(fs, path: str, columns: list[str] | None, target: _Target, tick) -> None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pcsv
+    pa, pc, pcsv = (_arrow(module) for module in ("pyarrow", "pyarrow.compute", "pyarrow.csv"))
 
     with fs.open(path, "rb") as handle:
         header = handle.readline().decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")

@@ -107,7 +107,19 @@ def test_compose_profile_dask_has_a_scheduler_workers_and_a_fit_worker_that_uses
     assert services["worker-dask"]["environment"]["GMM_DASK_SCHEDULER"] == scheduler
     assert "GMM_DASK_SCHEDULER" not in services["worker"]["environment"]
     for name in dask:  # the Dask workers import service.gmm: the image with the dask extra
-        assert services[name]["build"]["args"]["EXTRAS"] == "dask"
+        assert "dask" in services[name]["build"]["args"]["EXTRAS"].split(",")
+
+
+def test_the_compose_stack_builds_the_image_that_reads_parquet_and_csv_imports():
+    services = _compose()["services"]
+    for name in ("migrate", "api", "worker", "dask-worker", "worker-dask"):
+        assert "imports" in services[name]["build"]["args"]["EXTRAS"].split(","), name
+
+
+def test_pyarrow_is_the_imports_extra_not_a_dependency_of_the_slim_image():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("pyarrow") for d in project["dependencies"])
+    assert any(d.startswith("pyarrow") for d in project["optional-dependencies"]["imports"])
 
 
 def test_compose_sets_only_variables_the_settings_read():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from service import imports
 from service.api import create_app
 from service.datasets import stored_matrix
 
@@ -220,3 +222,36 @@ def test_a_dataset_still_importing_cannot_be_fitted(settings, database, root):
         model_id = client.post("/v1/models", json={"n_components": 2}).json()["id"]
         response = client.post(f"/v1/models/{model_id}/fit", json={"dataset_id": job["dataset_id"]})
         assert_problem(response, 409)
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv"])
+def test_without_pyarrow_parquet_and_csv_imports_are_422_naming_the_extra(
+    importer, root, monkeypatch, format
+):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as on the slim image
+    response = importer.post(
+        "/v1/datasets/import", json={"source": f"file://{root}/x.{format}", "format": format}
+    )
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["pointer"] == "#/format", problem
+    assert "gmm-service[imports]" in problem["errors"][0]["detail"]
+    assert importer.get("/v1/datasets").json()["items"] == []
+
+
+def test_without_pyarrow_an_npy_import_still_works(importer, database, root, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    matrix = np.arange(12.0).reshape(4, 3)
+    (root / "m.npy").write_bytes(_npy(matrix))
+    job = _import(importer, source=f"file://{root}/m.npy", format="npy")
+    assert job["status"] == "succeeded", job
+    np.testing.assert_array_equal(_stored(database, job["dataset_id"]), matrix)
+
+
+def test_a_worker_without_pyarrow_fails_the_import_saying_what_it_needs(
+    importer, root, monkeypatch
+):
+    (root / "t.parquet").write_bytes(_parquet(np.ones((3, 3))))
+    monkeypatch.setattr(imports, "arrow_installed", lambda: True)  # the API's image has it
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # the worker's has not
+    job = _import(importer, source=f"file://{root}/t.parquet", format="parquet")
+    _assert_failed(importer, job, "import_unreadable", "gmm-service[imports]")
