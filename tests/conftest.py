@@ -7,11 +7,13 @@ visible reason; set but unreachable, they fail (CI sets it).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -20,6 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from service.api import create_app
+from service.blobstore import BlobStore
 from service.config import Settings
 from service.db import Database
 from service.db.migrate import upgrade
@@ -59,15 +62,23 @@ def migrated_postgres(postgres_server_url: str) -> str:
     return postgres_server_url
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A SQLite file migrated to head once per session (a migration takes ~0.35 s)."""
+    path = tmp_path_factory.mktemp("migrated") / "gmm.db"
+    database = Database(f"sqlite:///{path}", blob_store=BlobStore(str(path.parent / "datasets")))
+    upgrade(database.engine)
+    database.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path) -> str:
-    """A migrated, empty database on each backend."""
+    """A migrated, empty database on each backend (SQLite: a copy of the migrated file)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'gmm.db'}"
-        database = Database(url)
-        upgrade(database.engine)
-        database.dispose()
-        return url
+        path = tmp_path / "gmm.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        return f"sqlite:///{path}"
     url = request.getfixturevalue("migrated_postgres")
     database = Database(url)
     with database.engine.begin() as connection:
