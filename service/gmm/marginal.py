@@ -792,7 +792,6 @@ def _pattern_log_prob(
     """
     n_rows, n_features = x.shape
     n_components = kernel.n_components
-    m = factors.missing.shape[1]
     centred = np.ones((n_rows, n_features + 1))
     np.subtract(x, kernel.fill, out=centred[:, :n_features])
     np.copyto(centred, 0.0, where=np.isnan(centred))  # the fill
@@ -807,17 +806,7 @@ def _pattern_log_prob(
     # inverted), the squares summed
     z = np.take(products.reshape(-1, n_components), index.T, axis=0)  # (m, n_rows, K)
     lower = np.take(factors.lower, pattern, axis=1)  # (m(m+1)/2, n_rows, K)
-    correction = np.zeros((n_rows, n_components))
-    product = np.empty((n_rows, n_components))
-    entry = 0
-    for i in range(m):
-        total = z[i]
-        for j in range(i):
-            total -= np.multiply(lower[entry], z[j], out=product)
-            entry += 1
-        total *= lower[entry]
-        entry += 1
-        correction += np.multiply(total, total, out=product)
+    correction = _solved_squares(z, lower)
     log_prob = np.take(factors.constant, pattern, axis=0)
     log_prob -= 0.5 * (expanded - shift - correction)
     magnitude = np.abs(expanded)
@@ -825,6 +814,26 @@ def _pattern_log_prob(
     magnitude += factors.spread * correction
     magnitude *= 0.5 * _ROUNDING * np.finfo(np.float64).eps
     return np.ascontiguousarray(log_prob.T), np.ascontiguousarray(magnitude.T)
+
+
+def _solved_squares(z: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """``|L^-1 z|^2`` per row and component, ``z`` overwritten by ``L^-1 z``.
+
+    ``z``: shape (m, n_rows, K); ``lower``: each row's packed lower factor ``L``,
+    shape (m(m+1)/2, n_rows, K), row by row, its pivots stored inverted.
+    """
+    squares = np.zeros(z.shape[1:])
+    product = np.empty_like(squares)
+    entry = 0
+    for i in range(z.shape[0]):
+        total = z[i]
+        for j in range(i):
+            total -= np.multiply(lower[entry], z[j], out=product)
+            entry += 1
+        total *= lower[entry]
+        entry += 1
+        squares += np.multiply(total, total, out=product)
+    return squares
 
 
 def _observed_pattern_log_prob(
@@ -841,23 +850,11 @@ def _observed_pattern_log_prob(
     -------
     log_prob : ndarray of shape (n_components, n_rows)
     """
-    n_rows = len(x)
     observed = factors.missing[pattern]  # (n_rows, o)
-    o = observed.shape[1]
     z = np.take(kernel.means.T, observed.T, axis=0)  # mu_ko: (o, n_rows, K)
     np.subtract(np.take_along_axis(x, observed, axis=1).T[:, :, None], z, out=z)
     lower = np.take(factors.lower, pattern, axis=1)  # (o(o+1)/2, n_rows, K)
-    quadratic = np.zeros((n_rows, kernel.n_components))
-    product = np.empty_like(quadratic)
-    entry = 0
-    for i in range(o):
-        total = z[i]
-        for j in range(i):
-            total -= np.multiply(lower[entry], z[j], out=product)
-            entry += 1
-        total *= lower[entry]
-        entry += 1
-        quadratic += np.multiply(total, total, out=product)
+    quadratic = _solved_squares(z, lower)
     log_prob = np.take(factors.constant, pattern, axis=0)
     log_prob -= 0.5 * quadratic
     return np.ascontiguousarray(log_prob.T)
