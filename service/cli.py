@@ -127,7 +127,7 @@ def http_timeouts(settings) -> dict:
     return dict(
         # httptools: uvicorn's C parser (h11, pure Python, costs ~3x per request);
         # it refuses a request line and headers past its own 80 KiB bound
-        http="service.api.slow_clients:TimedHttpToolsProtocol",
+        http="service.api.protocols:ServiceHttpToolsProtocol",
         h11_max_incomplete_event_size=64 * 1024,  # request line and headers, under h11
         timeout_keep_alive=5,
     )

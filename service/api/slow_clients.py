@@ -3,8 +3,9 @@ each chunk of its body, within a time limit, or it is closed.
 
 uvicorn bounds only the idle time between requests (``timeout_keep_alive``); a
 client that opens connections and trickles headers (or a body) holds each one
-open for ever. These are uvicorn's protocols (httptools, the fast C parser the
-service serves with, and h11) with two timers:
+open for ever. :class:`ReadTimeouts` gives uvicorn's protocols (httptools, the
+fast C parser the service serves with, and h11; see :mod:`service.api.protocols`)
+two timers:
 ``GMM_HTTP_HEADER_TIMEOUT_SECONDS`` from the connection (or the end of the
 previous response) to the end of the headers, and
 ``GMM_HTTP_BODY_TIMEOUT_SECONDS`` between two chunks of a body.
@@ -15,22 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from ..config import get_settings
 
-__all__ = ["TimedH11Protocol", "TimedHttpToolsProtocol"]
+__all__ = ["ReadTimeouts"]
 
 log = logging.getLogger("service.api")
 
 
-class _ReadTimeouts:
+class ReadTimeouts:
     """Header and body read timeouts, mixed into one of uvicorn's HTTP protocols.
 
-    Pass ``http="service.api.slow_clients:TimedHttpToolsProtocol"`` to uvicorn (an
-    import path, so that ``--workers N`` processes import it); the limits are the
-    settings ``GMM_HTTP_HEADER_TIMEOUT_SECONDS`` and ``GMM_HTTP_BODY_TIMEOUT_SECONDS``.
+    The limits are the settings ``GMM_HTTP_HEADER_TIMEOUT_SECONDS`` and
+    ``GMM_HTTP_BODY_TIMEOUT_SECONDS``.
     """
 
     _timer: asyncio.TimerHandle | None = None
@@ -76,11 +73,3 @@ class _ReadTimeouts:
             return
         log.info("closing a slow connection", extra={"waiting_for": what})
         self.transport.close()
-
-
-class TimedHttpToolsProtocol(_ReadTimeouts, HttpToolsProtocol):
-    """uvicorn's httptools protocol (what serve uses) with the read timeouts."""
-
-
-class TimedH11Protocol(_ReadTimeouts, H11Protocol):
-    """uvicorn's h11 protocol with the read timeouts."""
