@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from ..auth import KeyRing
@@ -87,6 +89,8 @@ def create_app(
     app.state.database = database
     app.state.model_cache = cache
     app.state.resolver = VersionResolver(database, cache)
+    # Matrix bodies too big for the event loop take turns in threads (routers.inference).
+    app.state.big_bodies = anyio.CapacityLimiter(max(1, (os.cpu_count() or 1) // 2))
     app.state.key_ring = KeyRing.parse(settings.api_keys)
     app.state.metrics = metrics
     app.state.worker = None

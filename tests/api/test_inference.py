@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import json
 import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from service import inference
 from service.api.routers.inference import INLINE_BODY_BYTES
 
 from .helpers import assert_problem, fitted_model, three_blobs
@@ -211,3 +215,39 @@ def test_a_body_past_the_inline_limit_gets_the_same_answer_in_a_thread(client, m
     np.testing.assert_array_equal(
         big["log_likelihood"], np.concatenate([s["log_likelihood"] for s in small])
     )
+
+
+def test_big_bodies_take_turns_in_threads_as_many_at_once_as_the_limiter_allows(
+    client, model_id, monkeypatch
+):
+    running, most = 0, 0
+    lock = threading.Lock()
+    score = inference.score
+
+    def counted_score(served, data):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return score(served, data)
+
+    monkeypatch.setattr(inference, "score", counted_score)
+    rows = np.random.default_rng(0).normal(size=(INLINE_BODY_BYTES // 10, 2))
+    body = json.dumps({"data": rows.tolist()}).encode()
+    tokens = client.app.state.big_bodies.total_tokens
+    with ThreadPoolExecutor(max_workers=tokens + 3) as pool:
+        answers = list(
+            pool.map(
+                lambda _: client.post(
+                    f"/v1/models/{model_id}/score",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                ),
+                range(tokens + 3),
+            )
+        )
+    assert [answer.status_code for answer in answers] == [200] * (tokens + 3)
+    assert most == tokens

@@ -5,7 +5,11 @@ Every route resolves the version it serves with one indexed read (see
 them, from memory. The matrix-carrying routes (predict, score, anomalies) are
 ``async`` and do no ORM work: a body up to ``INLINE_BODY_BYTES`` is parsed,
 scored and encoded on the event loop (a thread hop costs more than the work);
-a larger one goes to a worker thread so that it never blocks the loop.
+a larger one goes to a worker thread so that it never blocks the loop, and
+big bodies take turns there (``big_bodies``, one per two cores): each one's
+scoring already spreads its chunks over the cores, and sixteen of them at once
+only fight over the GIL and the caches (measured: about 15% fewer requests per
+second for 10,000 rows, as JSON or npy, than one at a time).
 
 Bodies are JSON (matrices parsed by simdjson straight into float64, with
 Pydantic's full validation as the fallback that names every bad field) or
@@ -192,7 +196,7 @@ async def _answer(
 
     if len(body) <= INLINE_BODY_BYTES:
         return work()
-    return await anyio.to_thread.run_sync(work)
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.big_bodies)
 
 
 def _served(request: Request, tenant: str, model_id: str, version: int | None) -> ServedVersion:
