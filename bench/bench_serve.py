@@ -7,7 +7,9 @@ options. Each is loaded by wrk (16 connections, 2 threads) with the same
 payloads: 1, 100 and 10,000 rows as JSON, and 10,000 rows as application/x-npy
 (answered as npy). Prints req/s, rows/s, p50/p99 latency and service / bare;
 then the service with API keys on, and with observability (request log line
-and metrics) off, to show what each costs.
+and metrics) off, to show what each costs. Last, in-process and with no HTTP,
+what parsing and scoring 10,000 rows cost on this machine: the ceilings any
+server here could reach for those cells.
 
     python bench/bench_serve.py              # 5 s per cell
     python bench/bench_serve.py --seconds 10
@@ -217,23 +219,82 @@ def row(label: str, payload: Payload, result: Result, floor: Result | None) -> s
     )
 
 
+def _served_model():
+    """A fitted version like the service's, in-process."""
+    from service.cache import ServedVersion
+    from service.gmm import FitConfig, fit_mixture
+
+    X = np.random.default_rng(0).normal(size=(20_000, N_FEATURES))
+    fitted = fit_mixture(X, FitConfig(n_components=N_COMPONENTS, random_state=0, max_iter=5))
+    return ServedVersion("m", 1, fitted.parameters, 1.0)
+
+
+def ceilings(seconds: float = 2.0) -> None:
+    """What 10,000 rows cost in-process, with no HTTP: the most any server could do here.
+
+    JSON parsing holds the GIL, so one thread's rate is one process's ceiling;
+    scoring releases it and runs on every core (one thread per core, for
+    ``seconds``).
+    """
+    import threading
+
+    from service.gmm.kernels import pin_blas_to_one_thread, serial_chunks
+    from service.matrices import fast_json_matrix, matrix_from_npy
+
+    pin_blas_to_one_thread()
+    served = _served_model()
+    X = np.random.default_rng(1).normal(size=(10_000, N_FEATURES))
+    cells = {payload.name: payload for payload in payloads(quick=False)}
+    limits = {"n_features": N_FEATURES, "max_rows": None, "max_features": None}
+
+    def rate(function, repeats: int = 30) -> float:
+        function()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - started)
+        return len(X) / float(np.median(times)) / 1e6
+
+    json_body, npy_body = cells["10k rows JSON"].body, cells["10k rows npy"].body
+    parse_json = rate(lambda: fast_json_matrix(json_body, **limits))
+    parse_npy = rate(lambda: matrix_from_npy(npy_body, allow_missing=True, **limits))
+    cores = os.cpu_count() or 1
+    done = [0] * cores
+    stop = time.perf_counter() + seconds
+
+    def score_until_stop(slot: int) -> None:
+        with serial_chunks():
+            while time.perf_counter() < stop:
+                served.parameters.score_samples(X)
+                done[slot] += 1
+
+    threads = [threading.Thread(target=score_until_stop, args=(i,)) for i in range(cores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    scoring = sum(done) * len(X) / seconds / 1e6
+    print(
+        f"in-process, no HTTP, 10k rows: JSON parse {parse_json:.2f} M rows/s (one thread, "
+        f"holding the GIL), npy parse {parse_npy:.1f} M rows/s, score_samples on "
+        f"{cores} cores {scoring:.2f} M rows/s"
+    )
+
+
 def cutover() -> None:
     """What a body of each size costs on the event loop, against one thread hop."""
     import anyio
 
     from service.api.routers.inference import _encode, _parse
     from service.api.schemas import ScoreRequest
-    from service.cache import ServedVersion
     from service.config import Settings
-    from service.gmm import FitConfig, fit_mixture
     from service.gmm.kernels import pin_blas_to_one_thread
     from service.inference import score
 
     pin_blas_to_one_thread()
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(20_000, N_FEATURES))
-    fitted = fit_mixture(X, FitConfig(n_components=N_COMPONENTS, random_state=0, max_iter=5))
-    served = ServedVersion("m", 1, fitted.parameters, 1.0)
+    X = np.random.default_rng(0).normal(size=(20_000, N_FEATURES))
+    served = _served_model()
     settings = Settings()
 
     def best_of(function, repeats: int) -> float:
@@ -321,6 +382,8 @@ def main() -> None:
                         headers,
                     )
                     print(row(label, payload, result, floors[payload.name]), flush=True)
+    if not args.quick:
+        ceilings()
 
 
 if __name__ == "__main__":
