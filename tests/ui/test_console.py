@@ -53,6 +53,7 @@ def open_console(page, server: str, fragment: str = "") -> None:
     page.wait_for_selector("#dataset-table")
 
 
+@pytest.mark.alone
 def test_the_first_load_is_under_300_ms_and_500_kb(browser, server):
     # Playwright's request interception costs tens of ms per request, so this test
     # watches requests instead of routing them. Each load is a first load (a fresh
@@ -199,6 +200,7 @@ def test_changing_the_features_redraws_the_ellipses_on_them(page, server):
     assert "feature 2" in page.locator("[data-testid=model-scatter] svg").text_content()
 
 
+@pytest.mark.alone
 def test_ten_thousand_points_draw_and_redraw_while_the_page_stays_interactive(page, server):
     model_id = fitted_model(server, k=3)
     page.watch.expect_http_error(404, f"/v1/models/{model_id}/versions")
