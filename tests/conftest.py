@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -152,7 +153,7 @@ def idle_client(settings: Settings, database: Database) -> Iterator[TestClient]:
         yield client
 
 
-def wait_for_job(client: TestClient, job_id: str, timeout: float = 60.0, until=TERMINAL) -> dict:
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 60.0, until=TERMINAL) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").json()
@@ -213,8 +214,6 @@ def s3_endpoint() -> Iterator[str]:
     import subprocess
     import sys
     from pathlib import Path
-
-    import httpx
 
     from .external import require
 

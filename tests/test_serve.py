@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from .api.helpers import three_blobs
-from .conftest import TERMINAL
+from .conftest import wait_for_job
 from .processes import serve_process
 
 
@@ -59,9 +59,7 @@ def test_workers_runs_that_many_api_processes_and_one_fit_worker(tmp_path):
         job = http.post(
             f"/v1/models/{model['id']}/fit", json={"data": three_blobs().tolist()}
         ).json()
-        while job["status"] not in TERMINAL:
-            job = http.get(f"/v1/jobs/{job['id']}").json()
-        assert job["status"] == "succeeded"
+        assert wait_for_job(http, job["id"])["status"] == "succeeded"
         answers = {
             http.post(f"/v1/models/{model['id']}/score", json={"data": [[0.0, 0.0]]}).text
             for _ in range(20)
