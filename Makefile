@@ -21,9 +21,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.installed
 	$(BIN)/gmm-service serve
 
-## test: the whole suite (PostgreSQL tests run when GMM_TEST_POSTGRES_URL is set)
+## test: the whole suite on TEST_WORKERS processes (pytest-xdist; PostgreSQL tests run when GMM_TEST_POSTGRES_URL is set)
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ## image: build the Docker image gmm-service:latest (see scripts/image-test.sh)
 image: $(VENV)/.installed

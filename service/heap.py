@@ -19,12 +19,13 @@ import gc
 __all__ = ["settle"]
 
 
-def settle() -> int:
+def settle() -> None:
     """Collect, then exempt every surviving object from later collections.
 
-    Returns the number of objects now frozen. The collection scans only objects
-    not yet frozen, so a second call costs what was allocated since the first.
+    The collection scans only objects not yet frozen, so a second call costs what
+    was allocated since the first. It does not count the frozen objects:
+    ``gc.get_freeze_count()`` walks all of them (about 20 ms for 220,000, with the
+    GIL held), which would be a pause of its own after every job.
     """
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()

@@ -2,10 +2,15 @@
 
 PostgreSQL tests read ``GMM_TEST_POSTGRES_URL``. Unset, they are skipped with a
 visible reason; set but unreachable, they fail (CI sets it).
+
+``make test`` runs the suite on two processes (pytest-xdist). Each gets its own
+PostgreSQL database, servers on ports of their own and files under its own
+``tmp_path``; a test marked ``alone`` runs while the other process runs none.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -15,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -29,6 +35,34 @@ from service.db.migrate import upgrade
 
 POSTGRES_URL = os.environ.get("GMM_TEST_POSTGRES_URL")
 TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture(autouse=True)
+def _alone_or_shared(request, tmp_path_factory) -> Iterator[None]:
+    """Under pytest-xdist, a test marked ``alone`` runs while no other test runs.
+
+    Such a test times the machine (a page's first load, a redraw of 10,000 points),
+    and the other process's tests would take the cores it is timing. A
+    readers-writer lock over the session's workers (``flock`` on files in the
+    directory they share): every test holds it shared, an ``alone`` test holds it
+    exclusively; a turnstile in front keeps a waiting ``alone`` test from being
+    overtaken by the next tests of the other process.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    alone = request.node.get_closest_marker("alone") is not None
+    shared = tmp_path_factory.getbasetemp().parent  # one per session, every worker's
+    with open(shared / "alone.turnstile", "a") as turnstile, open(shared / "alone", "a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _psycopg(url: str) -> str:
@@ -119,7 +153,7 @@ def idle_client(settings: Settings, database: Database) -> Iterator[TestClient]:
         yield client
 
 
-def wait_for_job(client: TestClient, job_id: str, timeout: float = 60.0, until=TERMINAL) -> dict:
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 60.0, until=TERMINAL) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").json()
@@ -180,8 +214,6 @@ def s3_endpoint() -> Iterator[str]:
     import subprocess
     import sys
     from pathlib import Path
-
-    import httpx
 
     from .external import require
 

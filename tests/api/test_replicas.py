@@ -7,24 +7,16 @@ import httpx
 import numpy as np
 import pytest
 
-from ..conftest import TERMINAL
+from ..conftest import wait_for_job
 from ..processes import serve_process
 from .helpers import three_blobs
 
 PROBE = {"data": [[0.0, 0.0], [3.0, 3.0], [6.0, 0.0]]}
 
 
-def _wait(client: httpx.Client, job_id: str) -> dict:
-    for _ in range(3000):
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in TERMINAL:
-            return job
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def _fit(client: httpx.Client, model_id: str, data: np.ndarray) -> None:
     job = client.post(f"/v1/models/{model_id}/fit", json={"data": data.tolist()}).json()
-    assert _wait(client, job["id"])["status"] == "succeeded"
+    assert wait_for_job(client, job["id"])["status"] == "succeeded"
 
 
 def _score(client: httpx.Client, model_id: str, **params) -> list[float]:

@@ -27,6 +27,9 @@ from ..processes import serve_process
 from ..worker.conftest import queue_fit, worker_process
 from .conftest import wait_until
 
+# The module's private PostgreSQL is initialised once, on one worker (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("private-postgres-blinks")
+
 SLOW_FIT = dict(n_components=5, tol=0.0, max_iter=150, random_state=0)
 
 

@@ -127,12 +127,12 @@ def test_a_job_whose_iteration_outlasts_the_shutdown_is_handed_back(
 
     from ..worker.conftest import queue_fit
 
-    iterating = threading.Event()
+    iterating, released = threading.Event(), threading.Event()
 
     def one_long_iteration(data, config, *, callback, **_):
         callback(runner.FitProgress(init=1, n_init=1, iteration=1, max_iter=100, lower_bound=-1.0))
         iterating.set()
-        time.sleep(3.0)  # deaf to the stop
+        released.wait(30)  # deaf to the stop: it lasts until the test has seen the hand-back
         raise runner.FitCancelled()
 
     monkeypatch.setattr(runner, "fit_mixture", one_long_iteration)
@@ -146,4 +146,6 @@ def test_a_job_whose_iteration_outlasts_the_shutdown_is_handed_back(
     with database.session() as session:
         job = session.get(JobRow, job_id)
         assert (job.status, job.attempts, job.worker_id) == ("queued", 0, None)
+    assert worker._thread.is_alive()  # still in the iteration that outlasted the shutdown
+    released.set()
     worker._thread.join(10)  # let the fit thread end before the database goes

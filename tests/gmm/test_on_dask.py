@@ -14,6 +14,9 @@ from service.gmm.on_dask import fit_dask
 
 from .conftest import assert_same_fit, make_blobs, precisions_of, random_start
 
+# The module's LocalCluster starts once, on one worker (pytest-xdist), not once on each.
+pytestmark = pytest.mark.xdist_group("dask-on-dask")
+
 
 @pytest.fixture(scope="module")
 def client():

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.ui.conftest import API_KEY
+
+# One worker runs the browser modules in turn (see test_console.py).
+pytestmark = pytest.mark.xdist_group("ui-browser")
 
 
 def test_the_console_asks_for_a_key_on_401_and_uses_it_for_every_call(page, keyed_server):

@@ -14,6 +14,9 @@ from service.worker.runner import Worker
 from ..gmm.conftest import make_blobs
 from .conftest import queue_fit
 
+# The module's LocalCluster starts once, on one worker (pytest-xdist), not once on each.
+pytestmark = pytest.mark.xdist_group("dask-engines")
+
 
 @pytest.fixture(scope="module")
 def cluster():
