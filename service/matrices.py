@@ -187,8 +187,8 @@ def fast_json_matrix(
     The fast path for well-formed bodies: the numbers go from the JSON text
     straight into a float64 array, with no Python object per number (about
     4x faster than a general JSON parser). Returns None for anything it does
-    not take as it is (a malformed document, a non-number, a ragged or
-    mis-sized matrix, a repeated key), so that the caller's full validation
+    not take as it is (a malformed document, a non-number, a nested array, a
+    ragged or mis-sized matrix, a repeated key), so that the caller's full validation
     reports exactly what is wrong.
     """
     if len(body) <= _SMALL_BODY:
@@ -205,6 +205,12 @@ def fast_json_matrix(
         n_rows = len(rows)
         width = n_features
         if n_rows == 0 or (max_rows is not None and n_rows > max_rows):
+            return None
+        # as_buffer flattens nested arrays: [[1, 2], [[1], 3]] would read as two
+        # rows of two. A matrix's text holds one "[" for itself and one per row;
+        # any more (nesting, or a bracket in another field's string) takes the
+        # full validation, which names the cell. About 0.4 ms for 10,000 x 16.
+        if np.count_nonzero(np.frombuffer(body, np.uint8) == ord("[")) != n_rows + 1:
             return None
         for row in rows:
             if not isinstance(row, simdjson.Array) or len(row) != (width := width or len(row)):

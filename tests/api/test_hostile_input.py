@@ -9,6 +9,8 @@ from .helpers import assert_problem, fitted_model
 JSON = {"content-type": "application/json"}
 DEPTH_BOMB = b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}"
 HUGE_ROW = b'{"data": [[' + b",".join([b"1.5"] * 1_100_000) + b"]]}"
+# Past the small-body cut-over, so that simdjson's fast path reads it first.
+NESTED_IN_A_BIG_BODY = b'{"data": [[1, 2], [[1], 3]' + b", [0.25, 0.5]" * 1000 + b"]}"
 
 # (method, path template, body bytes, headers, expected status)
 CASES = {
@@ -16,6 +18,7 @@ CASES = {
     "infinity token": ("POST", "/v1/datasets", b'{"data": [[Infinity, 1]]}', JSON, 422),
     "1e400 overflows": ("POST", "/v1/datasets", b'{"data": [[1e400, 1]]}', JSON, 422),
     "ragged rows": ("POST", "/v1/datasets", b'{"data": [[1, 2], [3]]}', JSON, 422),
+    "nested array in a big body": ("POST", "/v1/datasets", NESTED_IN_A_BIG_BODY, JSON, 422),
     "depth bomb": ("POST", "/v1/datasets", DEPTH_BOMB, JSON, 422),
     "row past the feature limit": ("POST", "/v1/datasets", HUGE_ROW, JSON, 422),
     "truncated json": ("POST", "/v1/datasets", b'{"data": [[1, 2]', JSON, 422),

@@ -201,6 +201,19 @@ def test_a_bad_version_query_is_422_naming_it(client, model_id, value):
     assert problem["errors"][0]["pointer"] == "#/version"
 
 
+def test_a_nested_array_in_a_big_json_body_is_422_naming_the_cell(client, model_id):
+    body = b'{"data": [[1, 2], [[1], 3]' + b", [0.25, 0.5]" * 1000 + b"]}"
+    problem = assert_problem(
+        client.post(
+            f"/v1/models/{model_id}/score",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        ),
+        422,
+    )
+    assert problem["errors"][0]["pointer"] == "#/data/1/0"
+
+
 def test_a_body_past_the_inline_limit_gets_the_same_answer_in_a_thread(client, model_id):
     rows = np.random.default_rng(0).normal(size=(INLINE_BODY_BYTES // 10, 2))
     body = json.dumps({"data": rows.tolist()}).encode()
