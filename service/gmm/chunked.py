@@ -121,6 +121,16 @@ class ChunkedData:
         """First row of each chunk, and the row count at the end: shape (n_chunks + 1,)."""
         return np.concatenate([[0], np.cumsum(self.chunk_rows, dtype=np.int64)])
 
+    def tasks(
+        self, *per_chunk: Sequence[Any], shared: tuple[Any, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        """One task per chunk for a :data:`ChunkMap`: ``(reader, index, rows,
+        n_features, per_chunk[0][i], ..., *shared)``."""
+        return [
+            (reader, i, int(rows), self.n_features, *(column[i] for column in per_chunk), *shared)
+            for i, (reader, rows) in enumerate(zip(self.readers, self.chunk_rows, strict=True))
+        ]
+
     @classmethod
     def from_array(cls, X: np.ndarray, rows: int) -> ChunkedData:
         """Chunks of ``rows`` rows (the last one shorter) of an in-memory array."""
@@ -217,6 +227,14 @@ class _Summary:
             np.maximum(self.maximum, other.maximum),
             self.sample + other.sample,
         )
+
+    def centre(self, total_weight: float) -> tuple[np.ndarray, float]:
+        """The weighted mean of the rows and their largest distance from it in any
+        feature; :class:`InvalidDataError` if a value is NaN or infinite."""
+        if not (np.all(np.isfinite(self.minimum)) and np.all(np.isfinite(self.maximum))):
+            raise InvalidDataError("the data contain NaN or infinite values")
+        center = self.weighted_sum / total_weight
+        return center, float(np.max(np.maximum(self.maximum - center, center - self.minimum)))
 
 
 def _summarise(
@@ -360,30 +378,18 @@ def fit_chunked(
         for i in range(len(data.readers))
     ]
 
-    def tasks(*per_chunk: Sequence[Any], shared: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return [
-            (reader, i, int(rows), n_features, *(column[i] for column in per_chunk), *shared)
-            for i, (reader, rows) in enumerate(zip(data.readers, data.chunk_rows, strict=True))
-        ]
-
-    summary: _Summary = chunk_map(_summarise, tasks(chunk_weights, plan), _add)
-    if not (np.all(np.isfinite(summary.minimum)) and np.all(np.isfinite(summary.maximum))):
-        raise InvalidDataError("the data contain NaN or infinite values")
+    summary: _Summary = chunk_map(_summarise, data.tasks(chunk_weights, plan), _add)
     total_weight = float(n_samples if weights is None else weights.sum())
-    center = summary.weighted_sum / total_weight
-    scale = _checked_scale(
-        float(np.max(np.maximum(summary.maximum - center, center - summary.minimum))),
-        config,
-        n_features,
-    )
+    center, largest = summary.centre(total_weight)
+    scale = _checked_scale(largest, config, n_features)
     tied_moment = None
     if config.covariance_type == "tied":
-        tied_moment = chunk_map(_tied_part, tasks(chunk_weights, shared=(center, dtype)), _add)
+        tied_moment = chunk_map(_tied_part, data.tasks(chunk_weights, shared=(center, dtype)), _add)
     moments = _Moments(n_samples, total_weight, center, tied_moment, _noise_floor(scale), dtype)
 
     def statistics(kernel: ScoringKernel, precise: bool) -> SufficientStatistics:
         return chunk_map(
-            _chunk_statistics, tasks(chunk_weights, shared=(center, kernel, precise)), _add
+            _chunk_statistics, data.tasks(chunk_weights, shared=(center, kernel, precise)), _add
         )
 
     sample = sample_weight_of_sample = sample_tied = None
@@ -506,10 +512,7 @@ def score_chunked(
             drawn[(drawn >= starts[i]) & (drawn < starts[i + 1])] - starts[i]
             for i in range(len(positive_rows))
         ]
-    tasks = [
-        (reader, i, int(rows), data.n_features, chunk_weights[i], parameters, kept_rows[i])
-        for i, (reader, rows) in enumerate(zip(data.readers, data.chunk_rows, strict=True))
-    ]
+    tasks = data.tasks(chunk_weights, [parameters] * len(kept_rows), kept_rows)
     part: _ScorePart = chunk_map(_score_part, tasks, _add)
     n_samples = float(data.n_samples if weights is None else weights.sum())
     bic = -2.0 * part.total_log_likelihood + parameters.n_parameters * math.log(n_samples)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -276,21 +275,16 @@ def update_mixture_chunked(
         raise InvalidDataError("an update needs at least one row")
     rho = _learning_rate(n_samples, n_effective, learning_rate)
 
-    def tasks(*shared: Any) -> list[tuple[Any, ...]]:
-        return [
-            (reader, i, int(rows), data.n_features, None, *shared)
-            for i, (reader, rows) in enumerate(zip(data.readers, data.chunk_rows, strict=True))
-        ]
-
-    summary = chunk_map(_summarise, tasks(np.empty(0, dtype=np.int64)), _add)
-    if not (np.all(np.isfinite(summary.minimum)) and np.all(np.isfinite(summary.maximum))):
-        raise InvalidDataError("the data contain NaN or infinite values")
-    center = summary.weighted_sum / n_samples
+    unweighted = [None] * len(data.readers)
+    no_sample = [np.empty(0, dtype=np.int64)] * len(data.readers)
+    summary = chunk_map(_summarise, data.tasks(unweighted, no_sample), _add)
+    center, largest = summary.centre(n_samples)
     kernel = _centred_kernel(params, center)
-    new = chunk_map(_chunk_statistics, tasks(center, kernel, True), _add)
+    new = chunk_map(_chunk_statistics, data.tasks(unweighted, shared=(center, kernel, True)), _add)
     if params.covariance_type == "tied":
-        new.second_moment = chunk_map(_tied_part, tasks(center, np.float64), _add)
-    largest = float(np.max(np.maximum(summary.maximum - center, center - summary.minimum)))
+        new.second_moment = chunk_map(
+            _tied_part, data.tasks(unweighted, shared=(center, np.float64)), _add
+        )
     return _blend(params, new, n_samples, center, largest, rho, reg_covar)
 
 
