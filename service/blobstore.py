@@ -254,23 +254,22 @@ class BlobStore:
 
     def dataset_ids(self) -> list[str]:
         """The datasets that have a folder of chunks in the store (listed afresh)."""
-        self.fs.invalidate_cache(self.root)
-        try:
-            entries = self.fs.ls(self.root, detail=False)
-        except FileNotFoundError:  # nothing stored yet
-            return []
-        return sorted(name.rstrip("/").rsplit("/", 1)[-1] for name in entries)
+        names = self._listing(self.root, detail=False)
+        return sorted(name.rstrip("/").rsplit("/", 1)[-1] for name in names)
 
     def last_written(self, dataset_id: str) -> datetime | None:
         """When the newest chunk of a dataset was written (None: no chunk)."""
-        folder = self._folder(dataset_id)
-        self.fs.invalidate_cache(folder)
-        try:
-            entries = self.fs.ls(folder, detail=True)
-        except FileNotFoundError:
-            return None
+        entries = self._listing(self._folder(dataset_id), detail=True)
         times = [_modified(entry) for entry in entries if entry.get("type") == "file"]
         return max(times) if times else None
+
+    def _listing(self, path: str, *, detail: bool) -> list:
+        """``fs.ls(path)`` past fsspec's listing cache; empty when ``path`` is not there."""
+        self.fs.invalidate_cache(path)
+        try:
+            return self.fs.ls(path, detail=detail)
+        except FileNotFoundError:
+            return []
 
 
 def _modified(entry: dict[str, Any]) -> datetime:
