@@ -243,9 +243,10 @@ def ceilings(seconds: float = 2.0) -> None:
 
     pin_blas_to_one_thread()
     served = _served_model()
-    X = np.random.default_rng(1).normal(size=(10_000, N_FEATURES))
     cells = {payload.name: payload for payload in payloads(quick=False)}
     limits = {"n_features": N_FEATURES, "max_rows": None, "max_features": None}
+    json_body, npy_body = cells["10k rows JSON"].body, cells["10k rows npy"].body
+    X = matrix_from_npy(npy_body, **limits)  # the rows the 10k cells send
 
     def rate(function, repeats: int = 30) -> float:
         function()
@@ -256,7 +257,6 @@ def ceilings(seconds: float = 2.0) -> None:
             times.append(time.perf_counter() - started)
         return len(X) / float(np.median(times)) / 1e6
 
-    json_body, npy_body = cells["10k rows JSON"].body, cells["10k rows npy"].body
     parse_json = rate(lambda: fast_json_matrix(json_body, **limits))
     parse_npy = rate(lambda: matrix_from_npy(npy_body, allow_missing=True, **limits))
     cores = os.cpu_count() or 1
